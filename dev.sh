@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: sets up .venv and runs the demo, the tests or the checks.
+#   ./dev.sh demo    set up, then run the example experiment (SQLite, mock model, offline)
+#   ./dev.sh test    set up, then ruff, mypy and the whole test suite (PostgreSQL included)
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${AGENTLEDGER_VENV:-.venv}"
+
+setup() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    local stamp="$VENV/.agentledger-installed"
+    local want
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+        echo "$want" > "$stamp"
+    fi
+}
+
+postgres_binaries() {
+    # PostgreSQL tests need initdb/pg_ctl; install the server package when apt can.
+    if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+}
+
+case "${1:-}" in
+    demo)
+        setup
+        rm -rf .demo
+        "$VENV/bin/agentledger" init .demo --template experiment
+        cd .demo
+        "../$VENV/bin/agentledger" run experiment --yes
+        ;;
+    test)
+        setup
+        postgres_binaries
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
+        "$VENV/bin/mypy"
+        shift
+        "$VENV/bin/python" -m pytest -q "$@"
+        ;;
+    *)
+        echo "usage: ./dev.sh demo|test" >&2
+        exit 2
+        ;;
+esac

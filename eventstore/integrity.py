@@ -1,0 +1,157 @@
+"""Verification of the hash chains and experiment seals: what ``agentledger verify`` runs.
+
+Each stream is walked in version order. A problem is classified by what still holds
+around it, so the report names what happened, not only where:
+
+* deleted   - a version is missing from the stream, or a sealed stream lost its tail;
+* reordered - positions do not rise with versions (two events swapped places);
+* modified  - an event no longer matches its hash while its successor still chains to it;
+* inserted  - an event does not chain, but its successor chains straight past it to its
+  predecessor; or a sealed stream grew after its experiment completed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import orjson
+
+from eventstore.envelope import GENESIS_HASH
+from eventstore.store import EventStore, RawEvent
+
+ProblemKind = Literal["modified", "deleted", "inserted", "reordered"]
+
+
+@dataclass(frozen=True)
+class IntegrityProblem:
+    """One broken link, named by the event (or gap) where it shows."""
+
+    kind: ProblemKind
+    stream_id: str
+    position: int | None
+    stream_version: int
+    event_id: str | None
+    detail: str
+
+    def describe(self) -> str:
+        where = f"{self.stream_id} v{self.stream_version}"
+        if self.position is not None:
+            where += f" (position {self.position}, event {self.event_id})"
+        return f"{self.kind}: {where}: {self.detail}"
+
+
+@dataclass
+class VerificationReport:
+    """Result of a verification run: how much was checked and what was wrong."""
+
+    streams: int = 0
+    events: int = 0
+    seals: int = 0
+    problems: list[IntegrityProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _group_streams(rows: Iterable[RawEvent]) -> Iterator[list[RawEvent]]:
+    current: list[RawEvent] = []
+    for row in rows:
+        if current and row.stream_id != current[0].stream_id:
+            yield current
+            current = []
+        current.append(row)
+    if current:
+        yield current
+
+
+def check_stream(stream: list[RawEvent]) -> IntegrityProblem | None:
+    """The first problem in one stream's events (given in version order), if any."""
+    prev_hash = GENESIS_HASH
+    prev: RawEvent | None = None
+    for index, event in enumerate(stream):
+        expected_version = prev.stream_version + 1 if prev else 1
+        if event.stream_version != expected_version:
+            return IntegrityProblem(
+                "deleted",
+                event.stream_id,
+                None,
+                expected_version,
+                None,
+                f"version {expected_version} is missing before event {event.event_id} "
+                f"(v{event.stream_version}, position {event.position})",
+            )
+        if prev is not None and event.position <= prev.position:
+            return IntegrityProblem(
+                "reordered",
+                event.stream_id,
+                event.position,
+                event.stream_version,
+                event.event_id,
+                f"stored at position {event.position}, before v{prev.stream_version} "
+                f"at position {prev.position}",
+            )
+        if event.expected_hash(prev_hash) != event.hash:
+            following = stream[index + 1] if index + 1 < len(stream) else None
+            if following is not None and following.expected_hash(prev_hash) == following.hash:
+                kind: ProblemKind = "inserted"
+                detail = "not part of the chain: the next event links straight to the previous one"
+            elif following is not None and following.expected_hash(event.hash) == following.hash:
+                kind = "modified"
+                detail = "content no longer matches its hash"
+            else:
+                kind = "modified"
+                detail = "does not match its hash (modified, or inserted without a valid hash)"
+            return IntegrityProblem(
+                kind, event.stream_id, event.position, event.stream_version, event.event_id, detail
+            )
+        prev_hash = event.hash
+        prev = event
+    return None
+
+
+def verify(store: EventStore, correlation_id: str | None = None) -> VerificationReport:
+    """Check every stream chain (of one experiment or session, when given) and every seal."""
+    report = VerificationReport()
+    heads: dict[str, tuple[int, str]] = {}
+    seals: list[tuple[RawEvent, dict[str, dict[str, object]]]] = []
+    for stream in _group_streams(store.read_streams_raw(correlation_id)):
+        report.streams += 1
+        report.events += len(stream)
+        problem = check_stream(stream)
+        if problem is not None:
+            report.problems.append(problem)
+        heads[stream[0].stream_id] = (stream[-1].stream_version, stream[-1].hash)
+        for event in stream:
+            if event.type == "ExperimentCompleted":
+                sealed = orjson.loads(event.data_json).get("seals") or {}
+                seals.append((event, sealed))
+    for completion, sealed in seals:
+        for stream_id, seal in sorted(sealed.items()):
+            report.seals += 1
+            version = int(str(seal.get("version")))
+            head = heads.get(stream_id)
+            if head is None and correlation_id is not None:
+                head = store.stream_head(stream_id)
+            version_now, hash_now = head or (0, GENESIS_HASH)
+            if (version_now, hash_now) == (version, seal.get("hash")):
+                continue
+            if version_now < version:
+                kind: ProblemKind = "deleted"
+                detail = (
+                    f"sealed at version {version} by {completion.event_id}, "
+                    f"now ends at version {version_now}"
+                )
+            elif version_now > version:
+                kind = "inserted"
+                detail = f"grew to version {version_now} after being sealed at version {version}"
+            else:
+                kind = "modified"
+                detail = "last event differs from the one sealed at completion"
+            report.problems.append(
+                IntegrityProblem(kind, stream_id, None, max(version, version_now), None, detail)
+            )
+    report.problems.sort(key=lambda p: (p.position is None, p.position or 0, p.stream_id))
+    return report

@@ -1,0 +1,640 @@
+"""EventStore: append with optimistic concurrency, ordered reads, subscriptions, checkpoints.
+
+Global order: every append runs in a serialised write transaction (``BEGIN IMMEDIATE`` on
+SQLite, a transaction-scoped advisory lock on PostgreSQL) and numbers its events
+``max(position) + 1 ...`` inside it. Positions therefore become visible in commit order:
+a reader that has seen position N can never later meet an event below N.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+import migrations
+from eventstore.engine import (
+    WRITE_OPTION,
+    StoreURL,
+    create_store_engine,
+    parse_store_url,
+    translate_error,
+)
+from eventstore.envelope import (
+    GENESIS_HASH,
+    AppendResult,
+    StoredEvent,
+    chain_hash,
+    encode_json,
+    utc_now,
+)
+from eventstore.errors import (
+    ConcurrencyError,
+    EventValidationError,
+    SchemaTooNewError,
+    StoreError,
+    StoreUnavailableError,
+)
+from eventstore.payloads import Payload
+from eventstore.redaction import Redactor
+from eventstore.schema import checkpoints, events
+
+ANY_VERSION = -1
+"""``expected_version`` that skips the optimistic-concurrency check."""
+NO_STREAM = 0
+"""``expected_version`` for a stream that must not exist yet."""
+
+_APPEND_LOCK_KEY = 0x61676C65  # pg advisory lock serialising appends ("agle")
+_MIGRATE_LOCK_KEY = 0x61676C6D  # pg advisory lock serialising schema upgrades ("aglm")
+NOTIFY_CHANNEL = "agentledger_events"
+_TOOL_VERSION = "0.1.0"
+
+_COLUMNS = (
+    events.c.position,
+    events.c.event_id,
+    events.c.stream_id,
+    events.c.stream_version,
+    events.c.type,
+    events.c.schema_version,
+    events.c.data,
+    events.c.metadata,
+    events.c.recorded_at,
+    events.c.hash,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A row exactly as stored (JSON still as text); what integrity checks and export read."""
+
+    position: int
+    event_id: str
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    data_json: str
+    metadata_json: str
+    recorded_at: str
+    hash: str
+
+    def expected_hash(self, prev_hash: str) -> str:
+        """The hash this event should carry if it follows ``prev_hash``."""
+        return chain_hash(
+            prev_hash,
+            self.event_id,
+            self.stream_id,
+            self.type,
+            self.schema_version,
+            self.recorded_at,
+            self.data_json,
+            self.metadata_json,
+        )
+
+    def decode(self) -> StoredEvent:
+        return StoredEvent(
+            self.position,
+            self.event_id,
+            self.stream_id,
+            self.stream_version,
+            self.type,
+            self.schema_version,
+            orjson.loads(self.data_json),
+            orjson.loads(self.metadata_json),
+            self.recorded_at,
+            self.hash,
+        )
+
+
+def _decode_row(row: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        orjson.loads(row[6]),
+        orjson.loads(row[7]),
+        row[8],
+        row[9],
+    )
+
+
+def _raw_row(row: Sequence[Any]) -> RawEvent:
+    return RawEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9])
+
+
+class EventStore:
+    """An append-only event log in SQLite or PostgreSQL. Thread-safe; share one per process."""
+
+    def __init__(self, engine: Engine, location: StoreURL, redactor: Redactor | None = None):
+        self._engine = engine
+        self.location = location
+        self.redactor = redactor or Redactor()
+        self._base_metadata = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "tool_version": _TOOL_VERSION,
+        }
+
+    # --- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        redactor: Redactor | None = None,
+        create: bool = True,
+        schema: str = "upgrade",
+        pooled: bool = True,
+    ) -> EventStore:
+        """Open (and, if allowed, create and migrate) the store at ``url``.
+
+        ``create=False`` refuses a SQLite file that does not exist yet. ``schema`` says what
+        to do with an older schema: ``upgrade`` it, ``require`` the newest (refuse), or
+        ``skip`` the check (``db current``). A newer schema is refused unless skipped.
+        """
+        location = parse_store_url(url)
+        if location.path is not None:
+            if not location.path.exists():
+                if not create:
+                    raise StoreUnavailableError(
+                        f"no store at {location.path}; run an experiment first or pass --store"
+                    )
+                try:
+                    location.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreUnavailableError(
+                        f"cannot create store {location.path}: {exc.strerror}; "
+                        "choose a writable --store path"
+                    ) from None
+            elif location.path.is_dir():
+                raise StoreUnavailableError(
+                    f"store path {location.path} is a directory; give a database file path"
+                )
+        store = cls(create_store_engine(location, pooled=pooled), location, redactor)
+        try:
+            if schema != "skip":
+                store._ensure_schema(upgrade=schema == "upgrade")
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.location.backend
+
+    def schema_revision(self) -> str | None:
+        """The alembic revision the database is at."""
+        with self._read() as conn:
+            return migrations.current_revision(conn)
+
+    def _ensure_schema(self, *, upgrade: bool) -> None:
+        head = migrations.head_revision()
+        with self._read() as conn:
+            current = migrations.current_revision(conn)
+        if current == head:
+            return
+        self._check_not_newer(current)
+        if not upgrade:
+            raise StoreError(
+                f"store {self.location.display()} is at schema {current or 'empty'}, "
+                f"this agentledger needs {head}; run `agentledger db upgrade`"
+            )
+        self.upgrade()
+
+    def _check_not_newer(self, current: str | None) -> None:
+        if current is not None and current not in migrations.known_revisions():
+            raise SchemaTooNewError(
+                f"store {self.location.display()} has schema revision {current}, written by a "
+                f"newer agentledger (this one knows up to {migrations.head_revision()}); "
+                "upgrade agentledger"
+            )
+
+    def upgrade(self) -> str:
+        """Migrate the schema to the newest revision; safe with concurrent openers."""
+        with self._write(lock_key=_MIGRATE_LOCK_KEY) as conn:
+            current = migrations.current_revision(conn)
+            self._check_not_newer(current)
+            if current != migrations.head_revision():
+                migrations.upgrade(conn)
+        return migrations.head_revision()
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.location, "read") from exc
+
+    @contextmanager
+    def _write(self, lock_key: int | None = _APPEND_LOCK_KEY) -> Iterator[Connection]:
+        """A write transaction, committed on success and rolled back on error.
+
+        With ``lock_key`` it is serialised against every other holder of that key (on
+        SQLite ``BEGIN IMMEDIATE`` already serialises all writers).
+        """
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    if self.backend == "postgresql" and lock_key is not None:
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.location, "write to") from exc
+
+    # --- appending ------------------------------------------------------------------------
+
+    def append(
+        self,
+        stream_id: str,
+        payloads: Sequence[Payload],
+        *,
+        expected_version: int = ANY_VERSION,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AppendResult:
+        """Append ``payloads`` to ``stream_id`` atomically.
+
+        ``expected_version`` is the version the stream must be at (``NO_STREAM`` for a new
+        stream, ``ANY_VERSION`` to skip the check); a mismatch raises ``ConcurrencyError``
+        and writes nothing. Payloads and metadata are redacted before they are encoded.
+        """
+        if not payloads:
+            raise EventValidationError(f"append to {stream_id} with no events")
+        meta = {**self._base_metadata, **(metadata or {})}
+        correlation_id = meta.get("correlation_id")
+        metadata_json = self._encode(meta)
+        recorded_at = utc_now()
+        prepared = [
+            (
+                str(uuid.uuid4()),
+                p.event_type,
+                p.schema_version,
+                self._encode(p.model_dump(mode="json")),
+            )
+            for p in payloads
+        ]
+        with self._write() as conn:
+            version, prev_hash = self._head(conn, stream_id)
+            if expected_version != ANY_VERSION and expected_version != version:
+                raise ConcurrencyError(stream_id, expected_version, version)
+            position = self._max_position(conn)
+            first_position = position + 1
+            rows = []
+            for event_id, event_type, schema_version, data_json in prepared:
+                position += 1
+                version += 1
+                prev_hash = chain_hash(
+                    prev_hash,
+                    event_id,
+                    stream_id,
+                    event_type,
+                    schema_version,
+                    recorded_at,
+                    data_json,
+                    metadata_json,
+                )
+                rows.append(
+                    {
+                        "position": position,
+                        "event_id": event_id,
+                        "stream_id": stream_id,
+                        "stream_version": version,
+                        "type": event_type,
+                        "schema_version": schema_version,
+                        "correlation_id": correlation_id,
+                        "data": data_json,
+                        "metadata": metadata_json,
+                        "recorded_at": recorded_at,
+                        "hash": prev_hash,
+                    }
+                )
+            self._insert(conn, rows)
+        return AppendResult(stream_id, first_position, position, version, prev_hash)
+
+    def _encode(self, document: Any) -> str:
+        """Canonical JSON with secrets masked: the single redaction point of every write."""
+        encoded = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        if self.redactor.needs_scrub(encoded):
+            return encode_json(self.redactor.scrub(document))
+        return encoded.decode()
+
+    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        try:
+            conn.execute(events.insert(), rows)
+            if self.backend == "postgresql":
+                conn.execute(
+                    text("SELECT pg_notify(:c, :p)"),
+                    {"c": NOTIFY_CHANNEL, "p": str(rows[-1]["position"])},
+                )
+        except IntegrityError as exc:
+            detail = str(exc.orig).lower()
+            if "event_id" in detail:
+                raise EventValidationError(
+                    "an event with the same event_id is already in the store"
+                ) from exc
+            stream = rows[0]["stream_id"]
+            raise ConcurrencyError(stream, rows[0]["stream_version"] - 1, -1) from exc
+
+    @staticmethod
+    def _head(conn: Connection, stream_id: str) -> tuple[int, str]:
+        row = conn.execute(
+            select(events.c.stream_version, events.c.hash)
+            .where(events.c.stream_id == stream_id)
+            .order_by(events.c.stream_version.desc())
+            .limit(1)
+        ).first()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    @staticmethod
+    def _max_position(conn: Connection) -> int:
+        return int(conn.execute(select(func.coalesce(func.max(events.c.position), 0))).scalar_one())
+
+    def append_raw(self, rows: Iterator[RawEvent], *, verify_chain: bool = True) -> int:
+        """Insert already-recorded events (import), renumbering positions in order.
+
+        All or nothing: every event must continue its stream's chain in the target store
+        and must come through redaction unchanged. Returns the number of events written.
+        """
+        heads: dict[str, tuple[int, str]] = {}
+        count = 0
+        with self._write() as conn:
+            position = self._max_position(conn)
+            batch: list[dict[str, Any]] = []
+            for raw in rows:
+                if raw.stream_id not in heads:
+                    heads[raw.stream_id] = self._head(conn, raw.stream_id)
+                version, prev_hash = heads[raw.stream_id]
+                if raw.stream_version != version + 1:
+                    raise EventValidationError(
+                        f"event {raw.event_id} is version {raw.stream_version} of "
+                        f"{raw.stream_id}, but the store holds that stream at version {version}"
+                    )
+                if verify_chain and raw.expected_hash(prev_hash) != raw.hash:
+                    raise EventValidationError(
+                        f"event {raw.event_id} ({raw.stream_id} v{raw.stream_version}) does not "
+                        "match its hash chain; the export was modified"
+                    )
+                for document in (raw.data_json, raw.metadata_json):
+                    if self._encode(orjson.loads(document)) != document:
+                        raise EventValidationError(
+                            f"event {raw.event_id} ({raw.stream_id} v{raw.stream_version}) "
+                            "holds an unredacted secret; it cannot be imported"
+                        )
+                heads[raw.stream_id] = (raw.stream_version, raw.hash)
+                position += 1
+                correlation = orjson.loads(raw.metadata_json).get("correlation_id")
+                batch.append(
+                    {
+                        "position": position,
+                        "event_id": raw.event_id,
+                        "stream_id": raw.stream_id,
+                        "stream_version": raw.stream_version,
+                        "type": raw.type,
+                        "schema_version": raw.schema_version,
+                        "correlation_id": correlation if isinstance(correlation, str) else None,
+                        "data": raw.data_json,
+                        "metadata": raw.metadata_json,
+                        "recorded_at": raw.recorded_at,
+                        "hash": raw.hash,
+                    }
+                )
+                count += 1
+                if len(batch) >= 1000:
+                    self._insert(conn, batch)
+                    batch = []
+            if batch:
+                self._insert(conn, batch)
+        return count
+
+    # --- reading --------------------------------------------------------------------------
+
+    def read_all(
+        self,
+        after: int = 0,
+        *,
+        until: int | None = None,
+        stream_id: str | None = None,
+        types: Sequence[str] | None = None,
+        correlation_id: str | None = None,
+        page_size: int = 2000,
+    ) -> Iterator[StoredEvent]:
+        """Events with ``after < position <= until`` in position order, in keyset pages.
+
+        Each page is read in its own short transaction, so memory stays flat and no
+        transaction is held open while the caller works.
+        """
+        for page in self._pages(after, until, stream_id, types, correlation_id, page_size):
+            yield from map(_decode_row, page)
+
+    def read_raw(
+        self, after: int = 0, *, until: int | None = None, page_size: int = 2000
+    ) -> Iterator[RawEvent]:
+        """Like ``read_all`` but with JSON left as stored text (export, hashing)."""
+        for page in self._pages(after, until, None, None, None, page_size):
+            yield from map(_raw_row, page)
+
+    def _pages(
+        self,
+        after: int,
+        until: int | None,
+        stream_id: str | None,
+        types: Sequence[str] | None,
+        correlation_id: str | None,
+        page_size: int,
+    ) -> Iterator[Sequence[Sequence[Any]]]:
+        conditions = []
+        if until is not None:
+            conditions.append(events.c.position <= until)
+        if stream_id is not None:
+            conditions.append(events.c.stream_id == stream_id)
+        if types:
+            conditions.append(events.c.type.in_(list(types)))
+        if correlation_id is not None:
+            conditions.append(events.c.correlation_id == correlation_id)
+        while True:
+            stmt = (
+                select(*_COLUMNS)
+                .where(events.c.position > after, *conditions)
+                .order_by(events.c.position)
+                .limit(page_size)
+            )
+            with self._read() as conn:
+                page = conn.execute(stmt).all()
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
+
+    def read_stream(self, stream_id: str) -> list[StoredEvent]:
+        """Every event of one stream, in version order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(*_COLUMNS)
+                .where(events.c.stream_id == stream_id)
+                .order_by(events.c.stream_version)
+            ).all()
+        return [_decode_row(r) for r in rows]
+
+    def read_streams_raw(
+        self, correlation_id: str | None = None, page_size: int = 2000
+    ) -> Iterator[RawEvent]:
+        """Every event ordered by (stream, version): the order chain verification walks."""
+        last: tuple[str, int] | None = None
+        while True:
+            stmt = select(*_COLUMNS)
+            if correlation_id is not None:
+                stmt = stmt.where(events.c.correlation_id == correlation_id)
+            if last is not None:
+                stmt = stmt.where(
+                    or_(
+                        events.c.stream_id > last[0],
+                        and_(events.c.stream_id == last[0], events.c.stream_version > last[1]),
+                    )
+                )
+            stmt = stmt.order_by(events.c.stream_id, events.c.stream_version).limit(page_size)
+            with self._read() as conn:
+                page = conn.execute(stmt).all()
+            yield from map(_raw_row, page)
+            if len(page) < page_size:
+                return
+            last = (page[-1][2], page[-1][3])
+
+    def stream_head(self, stream_id: str) -> tuple[int, str]:
+        """(version, hash) of the last event of a stream; (0, "") when it does not exist."""
+        with self._read() as conn:
+            return self._head(conn, stream_id)
+
+    def last_position(self) -> int:
+        """The highest position in the store (0 when empty)."""
+        with self._read() as conn:
+            return self._max_position(conn)
+
+    def streams(self, prefix: str = "") -> list[str]:
+        """Ids of every stream starting with ``prefix``, sorted."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(events.c.stream_id)
+                .where(events.c.stream_id.startswith(prefix))
+                .distinct()
+                .order_by(events.c.stream_id)
+            ).all()
+        return [r[0] for r in rows]
+
+    def position_at(self, timestamp: str) -> int:
+        """The last position recorded at or before ``timestamp`` (stored format)."""
+        with self._read() as conn:
+            value = conn.execute(
+                select(func.max(events.c.position)).where(events.c.recorded_at <= timestamp)
+            ).scalar_one()
+        return int(value or 0)
+
+    # --- following ------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        after: int = 0,
+        *,
+        poll_interval: float = 0.1,
+        stop: Callable[[], bool] | None = None,
+        idle_timeout: float | None = None,
+        **filters: Any,
+    ) -> Iterator[StoredEvent]:
+        """Catch up from ``after``, then follow new events as they commit.
+
+        Ends when ``stop()`` turns true or nothing new arrived for ``idle_timeout`` seconds.
+        PostgreSQL wakes on LISTEN/NOTIFY; SQLite polls every ``poll_interval`` seconds.
+        """
+        waiter = self._pg_waiter() if self.backend == "postgresql" else None
+        idle_since = time.monotonic()
+        try:
+            while True:
+                for ev in self.read_all(after, **filters):
+                    after = ev.position
+                    idle_since = time.monotonic()
+                    yield ev
+                if stop is not None and stop():
+                    return
+                if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                    return
+                if waiter is not None:
+                    waiter(poll_interval)
+                else:
+                    time.sleep(poll_interval)
+        finally:
+            if waiter is not None:
+                waiter(-1)
+
+    def _pg_waiter(self) -> Callable[[float], None]:
+        raw = self._engine.raw_connection()
+        driver: Any = raw.driver_connection
+        driver.autocommit = True
+        driver.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+        def wait(timeout: float) -> None:
+            if timeout < 0:
+                raw.close()
+                return
+            for _ in driver.notifies(timeout=timeout, stop_after=1):
+                pass
+
+        return wait
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def load_checkpoint(self, name: str) -> int:
+        """The saved position of projection ``name`` (0 when it never saved one)."""
+        with self._read() as conn:
+            value = conn.execute(
+                select(checkpoints.c.position).where(checkpoints.c.name == name)
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    def save_checkpoint(self, name: str, position: int) -> int:
+        """Move checkpoint ``name`` forward to ``position``; it never moves backwards.
+
+        Returns the checkpoint's position after the call.
+        """
+        dialect = pg_dialect if self.backend == "postgresql" else sqlite_dialect
+        stmt = dialect.insert(checkpoints).values(
+            name=name, position=position, updated_at=utc_now()
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[checkpoints.c.name],
+            set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
+            where=checkpoints.c.position < stmt.excluded.position,
+        )
+        with self._write(lock_key=None) as conn:
+            conn.execute(stmt)
+        return self.load_checkpoint(name)

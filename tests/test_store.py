@@ -1,0 +1,210 @@
+"""The store contract, run against SQLite and PostgreSQL on the migrated schema."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from eventstore import NO_STREAM, ConcurrencyError, EventStore, SchemaTooNewError
+from eventstore.engine import parse_store_url
+from eventstore.errors import EventValidationError
+from eventstore.payloads import ObservationRecorded, Payload, TraceStarted, register, upcaster
+
+
+def started(n: int = 0, **extra: object) -> TraceStarted:
+    return TraceStarted(
+        trace_id=f"t{n}", slot=n, input_index=n, iteration=0, input=f"input {n}", **extra
+    )
+
+
+def observation(n: int) -> ObservationRecorded:
+    return ObservationRecorded(
+        observation_id=f"o{n}", kind="event", name=f"step {n}", timestamp="2026-01-01T00:00:00Z"
+    )
+
+
+def raw_engine(store: EventStore):
+    return create_engine(parse_store_url(store.location.url.render_as_string(False)).url)
+
+
+def test_append_then_read_stream_returns_payloads_in_version_order(store: EventStore) -> None:
+    store.append("trace-a", [started(0), observation(1), observation(2)], expected_version=0)
+    events = store.read_stream("trace-a")
+    assert [e.stream_version for e in events] == [1, 2, 3]
+    assert [e.type for e in events] == [
+        "TraceStarted",
+        "ObservationRecorded",
+        "ObservationRecorded",
+    ]
+    assert events[0].payload == started(0)
+
+
+def test_positions_increase_across_streams_in_append_order(store: EventStore) -> None:
+    first = store.append("trace-a", [started(0)])
+    second = store.append("trace-b", [started(1), observation(1)])
+    assert (first.first_position, first.last_position) == (1, 1)
+    assert (second.first_position, second.last_position) == (2, 3)
+    assert [e.position for e in store.read_all()] == [1, 2, 3]
+
+
+def test_stale_expected_version_raises_and_writes_nothing(store: EventStore) -> None:
+    store.append("trace-a", [started(0)], expected_version=NO_STREAM)
+    with pytest.raises(
+        ConcurrencyError, match="stream trace-a is at version 1, append expected version 0"
+    ):
+        store.append("trace-a", [observation(1), observation(2)], expected_version=NO_STREAM)
+    assert len(store.read_stream("trace-a")) == 1
+    assert store.last_position() == 1
+
+
+def test_concurrent_appends_expecting_same_version_let_exactly_one_win(store: EventStore) -> None:
+    store.append("trace-a", [started(0)])
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def attempt(n: int) -> None:
+        barrier.wait()
+        try:
+            store.append("trace-a", [observation(n)], expected_version=1)
+            outcomes.append("won")
+        except ConcurrencyError:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
+    assert [e.stream_version for e in store.read_stream("trace-a")] == [1, 2]
+
+
+def test_append_of_nothing_is_refused(store: EventStore) -> None:
+    with pytest.raises(EventValidationError, match="no events"):
+        store.append("trace-a", [])
+
+
+def test_read_all_pages_through_every_event_after_a_position(store: EventStore) -> None:
+    for n in range(25):
+        store.append(f"trace-{n % 3}", [observation(n)])
+    assert [e.position for e in store.read_all(after=7, page_size=4)] == list(range(8, 26))
+    assert [e.position for e in store.read_all(after=7, until=12, page_size=4)] == list(
+        range(8, 13)
+    )
+
+
+def test_read_all_filters_by_stream_type_and_correlation(store: EventStore) -> None:
+    store.append("trace-a", [started(0), observation(1)], metadata={"correlation_id": "exp-1"})
+    store.append("trace-b", [started(1)], metadata={"correlation_id": "exp-2"})
+    assert [e.stream_id for e in store.read_all(stream_id="trace-b")] == ["trace-b"]
+    assert [e.type for e in store.read_all(types=["ObservationRecorded"])] == [
+        "ObservationRecorded"
+    ]
+    assert [e.position for e in store.read_all(correlation_id="exp-1")] == [1, 2]
+    assert store.read_stream("trace-a")[0].correlation_id == "exp-1"
+
+
+def test_subscribe_catches_up_then_follows_new_commits(store: EventStore) -> None:
+    store.append("trace-a", [observation(1), observation(2)])
+    seen: list[int] = []
+
+    def writer() -> None:
+        for n in range(3, 6):
+            time.sleep(0.05)
+            store.append("trace-a", [observation(n)])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    for event in store.subscribe(0, poll_interval=0.02, idle_timeout=5):
+        seen.append(event.position)
+        if len(seen) == 5:
+            break
+    thread.join()
+    assert seen == [1, 2, 3, 4, 5]
+
+
+def test_checkpoint_starts_at_zero_and_never_moves_backwards(store: EventStore) -> None:
+    assert store.load_checkpoint("summary") == 0
+    assert store.save_checkpoint("summary", 10) == 10
+    assert store.save_checkpoint("summary", 4) == 10
+    assert store.save_checkpoint("summary", 12) == 12
+    assert store.load_checkpoint("other") == 0
+
+
+def test_secrets_are_masked_before_they_are_stored(store: EventStore) -> None:
+    secret = "sk-test-0123456789abcdef"
+    store.redactor.add_secret("my-registered-secret-value")
+    store.append(
+        "trace-a",
+        [
+            started(
+                0, call_args={"api_key": secret, "query": "q", "note": "my-registered-secret-value"}
+            )
+        ],
+        metadata={
+            "headers": {"Authorization": f"Bearer {secret}"},
+            "url": f"https://x/?key={secret}",
+        },
+    )
+    engine = raw_engine(store)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT data, metadata FROM events")).all()
+    engine.dispose()
+    dump = repr(rows)
+    assert secret not in dump
+    assert "my-registered-secret-value" not in dump
+    assert store.read_stream("trace-a")[0].data["call_args"] == {
+        "api_key": "***",
+        "query": "q",
+        "note": "***",
+    }
+
+
+def test_store_migrates_itself_to_head_on_first_use(store: EventStore) -> None:
+    import migrations
+
+    assert store.schema_revision() == migrations.head_revision()
+
+
+def test_store_with_newer_schema_is_refused(store_url: str, store: EventStore) -> None:
+    engine = raw_engine(store)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(SchemaTooNewError, match=r"newer agentledger .* upgrade agentledger"):
+        EventStore.open(store_url)
+
+
+@register
+class _Renamed(Payload):
+    """Test-only payload at schema version 2 (field ``text`` was ``message`` in v1)."""
+
+    text: str
+
+
+@upcaster("_Renamed", 1)
+def _renamed_v1_to_v2(data: dict) -> dict:
+    return {"text": data["message"]}
+
+
+def test_old_schema_versions_are_upcast_on_read(store: EventStore, monkeypatch) -> None:
+    store.append("misc-1", [_Renamed(text="new")])
+    engine = raw_engine(store)
+    with engine.begin() as conn:
+        conn.execute(text("""UPDATE events SET data = '{"message":"old"}', schema_version = 1"""))
+    engine.dispose()
+    monkeypatch.setattr(_Renamed, "schema_version", 2)
+    assert store.read_stream("misc-1")[0].payload == _Renamed(text="old")
+
+
+def test_event_from_newer_schema_version_is_refused_on_decode(store: EventStore) -> None:
+    store.append("misc-1", [_Renamed(text="x")])
+    engine = raw_engine(store)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET schema_version = 7"))
+    engine.dispose()
+    with pytest.raises(EventValidationError, match="schema version 7, newer"):
+        _ = store.read_stream("misc-1")[0].payload
