@@ -32,12 +32,14 @@ class LedgerGroup(click.Group):
 @click.option(
     "--store",
     "store_url",
+    envvar="AGENTLEDGER_STORE",
     metavar="URL",
     help="Event store: a SQLite file path, sqlite:///PATH or postgresql://USER@HOST/DB "
     "[env AGENTLEDGER_STORE; default .agentledger/ledger.db in the project].",
 )
 @click.option(
     "--log-level",
+    envvar="AGENTLEDGER_LOG_LEVEL",
     type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
     default="info",
     show_default=True,

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from eventstore.errors import StoreError, StoreUnavailableError, StoreURLError
@@ -121,8 +121,8 @@ def _sqlite_engine(location: StoreURL, *, pooled: bool) -> Engine:
     return engine
 
 
-def translate_error(exc: SQLAlchemyError, location: StoreURL, action: str) -> StoreError:
-    """Turn a database error into a one-line ``StoreError`` naming the store and the fix."""
+def translate_error(exc: Exception, location: StoreURL, action: str) -> StoreError:
+    """Turn a database (SQLAlchemy or driver) error into a one-line ``StoreError``."""
     where = location.display()
     orig = exc.orig if isinstance(exc, DBAPIError) else None
     text = str(orig if orig is not None else exc).strip().splitlines()

@@ -69,7 +69,7 @@ def _group_streams(rows: Iterable[RawEvent]) -> Iterator[list[RawEvent]]:
 
 def check_stream(stream: list[RawEvent]) -> IntegrityProblem | None:
     """The first problem in one stream's events (given in version order), if any."""
-    prev_hash = GENESIS_HASH
+    hashes = [GENESIS_HASH]  # hashes[i] is what event i should chain from
     prev: RawEvent | None = None
     for index, event in enumerate(stream):
         expected_version = prev.stream_version + 1 if prev else 1
@@ -83,33 +83,61 @@ def check_stream(stream: list[RawEvent]) -> IntegrityProblem | None:
                 f"version {expected_version} is missing before event {event.event_id} "
                 f"(v{event.stream_version}, position {event.position})",
             )
+        prev_hash = hashes[-1]
+        if event.expected_hash(prev_hash) != event.hash:
+            return _classify_break(stream, index, hashes)
         if prev is not None and event.position <= prev.position:
-            return IntegrityProblem(
+            return _problem(
                 "reordered",
-                event.stream_id,
-                event.position,
-                event.stream_version,
-                event.event_id,
+                event,
                 f"stored at position {event.position}, before v{prev.stream_version} "
                 f"at position {prev.position}",
             )
-        if event.expected_hash(prev_hash) != event.hash:
-            following = stream[index + 1] if index + 1 < len(stream) else None
-            if following is not None and following.expected_hash(prev_hash) == following.hash:
-                kind: ProblemKind = "inserted"
-                detail = "not part of the chain: the next event links straight to the previous one"
-            elif following is not None and following.expected_hash(event.hash) == following.hash:
-                kind = "modified"
-                detail = "content no longer matches its hash"
-            else:
-                kind = "modified"
-                detail = "does not match its hash (modified, or inserted without a valid hash)"
-            return IntegrityProblem(
-                kind, event.stream_id, event.position, event.stream_version, event.event_id, detail
-            )
-        prev_hash = event.hash
+        hashes.append(event.hash)
         prev = event
     return None
+
+
+def _problem(kind: ProblemKind, event: RawEvent, detail: str) -> IntegrityProblem:
+    return IntegrityProblem(
+        kind, event.stream_id, event.position, event.stream_version, event.event_id, detail
+    )
+
+
+def _classify_break(stream: list[RawEvent], index: int, hashes: list[str]) -> IntegrityProblem:
+    """Name what happened where event ``index`` fails to chain from ``hashes[-1]``."""
+    event = stream[index]
+    prev_hash = hashes[-1]
+    following = stream[index + 1] if index + 1 < len(stream) else None
+    if index >= 1 and event.expected_hash(hashes[-2]) == event.hash:
+        # This event chains from the one before its predecessor: the predecessor was added.
+        return _problem(
+            "inserted",
+            stream[index - 1],
+            "not part of the chain: the next event links straight past it",
+        )
+    if following is not None:
+        if (
+            following.expected_hash(prev_hash) == following.hash
+            and event.expected_hash(following.hash) == event.hash
+        ):
+            return _problem(
+                "reordered",
+                event,
+                f"swapped with v{following.stream_version} (event {following.event_id})",
+            )
+        if following.expected_hash(prev_hash) == following.hash:
+            return _problem(
+                "inserted", event, "not part of the chain: the next event links straight past it"
+            )
+        if following.expected_hash(event.hash) == following.hash:
+            return _problem("modified", event, "content no longer matches its hash")
+    return _problem(
+        "modified",
+        event,
+        "does not chain from the previous event (modified, or an event around it was "
+        "inserted or deleted)",
+    )
 
 
 def verify(store: EventStore, correlation_id: str | None = None) -> VerificationReport:

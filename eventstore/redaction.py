@@ -51,23 +51,9 @@ SECRET_SUFFIXES = (
     "_auth_token",
     "_private_key",
 )
-# Cheap byte markers: when none occurs in the lower-cased JSON, nothing needs scrubbing.
-_MARKERS = (
-    b"authoriz",
-    b"api_key",
-    b"api-key",
-    b"apikey",
-    b"passw",
-    b"secret",
-    b'token"',
-    b"cookie",
-    b"private",
-    b"bearer",
-    b"key=",
-    b"token=",
-    b"sig=",
-    b"signature=",
-)
+# Cheap pre-check on the lower-cased JSON: no match means nothing needs scrubbing. Broad on
+# purpose (``key`` covers api_key, x-api-key, key=...): a false hit only costs a walk.
+_MARKERS = re.compile(rb"key|auth|passw|secret|token|cookie|bearer|basic |sig")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
 _QUERY_SECRET = re.compile(
     r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|sig|signature)=)[^&#\s\"']+"
@@ -84,10 +70,14 @@ class Redactor:
 
     def __init__(self, fields: Iterable[str] = (), secrets: Iterable[str] = ()) -> None:
         self._fields = frozenset(_normal(f) for f in fields)
-        self._field_markers = tuple(
-            variant.encode() for f in self._fields for variant in {f, f.replace("_", "-")}
+        variants = sorted({v for f in self._fields for v in (f, f.replace("_", "-"))})
+        self._field_markers = (
+            re.compile(b"(?i)" + b"|".join(re.escape(v.encode()) for v in variants))
+            if variants
+            else None
         )
         self._secrets: tuple[str, ...] = ()
+        self._secret_markers: re.Pattern[bytes] | None = None
         self._lock = threading.Lock()
         for value in secrets:
             self.add_secret(value)
@@ -105,6 +95,9 @@ class Redactor:
             if value not in self._secrets:
                 # Longest first, so a key containing another key is masked whole.
                 self._secrets = tuple(sorted((*self._secrets, value), key=len, reverse=True))
+                self._secret_markers = re.compile(
+                    b"|".join(re.escape(secret.encode()) for secret in self._secrets)
+                )
 
     def is_secret_key(self, key: str) -> bool:
         """Whether a value stored under ``key`` must be masked."""
@@ -113,12 +106,12 @@ class Redactor:
 
     def needs_scrub(self, encoded: bytes) -> bool:
         """Fast pre-check on a JSON encoding: False means ``scrub`` would change nothing."""
-        lowered = encoded.lower()
-        if any(marker in lowered for marker in _MARKERS):
+        if _MARKERS.search(encoded.lower()):
             return True
-        if any(marker in lowered for marker in self._field_markers):
+        if self._field_markers is not None and self._field_markers.search(encoded):
             return True
-        return any(secret.encode() in encoded for secret in self._secrets)
+        secrets = self._secret_markers
+        return secrets is not None and secrets.search(encoded) is not None
 
     def scrub(self, value: Any) -> Any:
         """A copy of ``value`` with every secret masked (the input is not modified)."""

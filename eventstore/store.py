@@ -11,18 +11,16 @@ from __future__ import annotations
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
 from eventstore.engine import (
@@ -38,6 +36,7 @@ from eventstore.envelope import (
     StoredEvent,
     chain_hash,
     encode_json,
+    new_event_ids,
     utc_now,
 )
 from eventstore.errors import (
@@ -75,8 +74,7 @@ _COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RawEvent:
+class RawEvent(NamedTuple):
     """A row exactly as stored (JSON still as text); what integrity checks and export read."""
 
     position: int
@@ -104,37 +102,76 @@ class RawEvent:
         )
 
     def decode(self) -> StoredEvent:
-        return StoredEvent(
-            self.position,
-            self.event_id,
-            self.stream_id,
-            self.stream_version,
-            self.type,
-            self.schema_version,
-            orjson.loads(self.data_json),
-            orjson.loads(self.metadata_json),
-            self.recorded_at,
-            self.hash,
-        )
+        return _decode_row(self)
+
+
+_new_tuple = tuple.__new__
+_loads = orjson.loads
 
 
 def _decode_row(row: Sequence[Any]) -> StoredEvent:
-    return StoredEvent(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        orjson.loads(row[6]),
-        orjson.loads(row[7]),
-        row[8],
-        row[9],
+    # tuple.__new__ builds the NamedTuple in C: reading is dominated by the driver, not us.
+    return _new_tuple(
+        StoredEvent,
+        (
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            _loads(row[6]),
+            _loads(row[7]),
+            row[8],
+            row[9],
+        ),
     )
 
 
 def _raw_row(row: Sequence[Any]) -> RawEvent:
-    return RawEvent(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9])
+    return _new_tuple(RawEvent, row)
+
+
+_COLUMN_LIST = (
+    "position, event_id, stream_id, stream_version, type, schema_version, data, metadata, "
+    "recorded_at, hash"
+)
+
+
+class _DriverSQL:
+    """Hot-path statements as driver SQL, built once per dialect (no per-call compilation)."""
+
+    multi_row = 500
+    """Rows per multi-row INSERT on PostgreSQL (11 parameters each, under its 65,535 cap)."""
+
+    lock_head = ""
+    """PostgreSQL: take the append lock and read the head in one round trip."""
+
+    def __init__(self, marker: str) -> None:
+        m = marker
+        self.head = (
+            f"SELECT stream_version, hash FROM events WHERE stream_id = {m} "
+            "ORDER BY stream_version DESC LIMIT 1"
+        )
+        self.max_position = "SELECT coalesce(max(position), 0) FROM events"
+        self.head_and_max = (
+            "SELECT (SELECT coalesce(max(position), 0) FROM events), h.stream_version, h.hash "
+            f"FROM (SELECT 1 AS one) AS o LEFT JOIN (SELECT stream_version, hash FROM events "
+            f"WHERE stream_id = {m} ORDER BY stream_version DESC LIMIT 1) AS h ON 1 = 1"
+        )
+        self.insert = (
+            "INSERT INTO events (position, event_id, stream_id, stream_version, type, "
+            "schema_version, correlation_id, data, metadata, recorded_at, hash) VALUES "
+        )
+        self.row = f"({', '.join([m] * 11)})"
+        if m == "%s":
+            self.lock_head = "SELECT * FROM agentledger_lock_head(%s, %s)"
+        self.page = (
+            f"SELECT {_COLUMN_LIST} FROM events WHERE position > {m} ORDER BY position LIMIT {m}"
+        )
+
+
+_SQL = {"sqlite": _DriverSQL("?"), "postgresql": _DriverSQL("%s")}
 
 
 class EventStore:
@@ -143,6 +180,7 @@ class EventStore:
     def __init__(self, engine: Engine, location: StoreURL, redactor: Redactor | None = None):
         self._engine = engine
         self.location = location
+        self._sql = _SQL[location.backend]
         self.redactor = redactor or Redactor()
         self._base_metadata = {
             "host": socket.gethostname(),
@@ -268,10 +306,43 @@ class EventStore:
                 conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():
                     if self.backend == "postgresql" and lock_key is not None:
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
                     yield conn
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.location, "write to") from exc
+
+    @contextmanager
+    def _raw_write(self) -> Iterator[Any]:
+        """The append transaction on a pooled driver connection: the store's hot path.
+
+        SQLite: ``BEGIN IMMEDIATE`` takes the single writer lock up front. PostgreSQL: the
+        caller's first statement takes the append advisory lock (``agentledger_lock_head``).
+        """
+        try:
+            raw = self._engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.location, "write to") from exc
+        cursor = raw.cursor()
+        try:
+            if self.backend == "sqlite":
+                cursor.execute("BEGIN IMMEDIATE")
+            yield cursor
+            raw.commit()
+        except StoreError:
+            raw.rollback()
+            raise
+        except Exception as exc:
+            raw.rollback()
+            if isinstance(exc, self._driver_errors):
+                raise translate_error(exc, self.location, "write to") from exc
+            raise
+        finally:
+            cursor.close()
+            raw.close()
+
+    @property
+    def _driver_errors(self) -> type[Exception]:
+        return self._engine.dialect.dbapi.Error  # type: ignore[union-attr]
 
     # --- appending ------------------------------------------------------------------------
 
@@ -297,18 +368,23 @@ class EventStore:
         recorded_at = utc_now()
         prepared = [
             (
-                str(uuid.uuid4()),
+                event_id,
                 p.event_type,
                 p.schema_version,
                 self._encode(p.model_dump(mode="json")),
             )
-            for p in payloads
+            for event_id, p in zip(new_event_ids(len(payloads)), payloads, strict=True)
         ]
-        with self._write() as conn:
-            version, prev_hash = self._head(conn, stream_id)
+        with self._raw_write() as cursor:
+            if self.backend == "postgresql":
+                cursor.execute(self._sql.lock_head, (_APPEND_LOCK_KEY, stream_id))
+            else:
+                cursor.execute(self._sql.head_and_max, (stream_id,))
+            position, version, prev_hash = cursor.fetchone() or (0, None, None)
+            version = version or 0
+            prev_hash = prev_hash or GENESIS_HASH
             if expected_version != ANY_VERSION and expected_version != version:
                 raise ConcurrencyError(stream_id, expected_version, version)
-            position = self._max_position(conn)
             first_position = position + 1
             rows = []
             for event_id, event_type, schema_version, data_json in prepared:
@@ -325,21 +401,21 @@ class EventStore:
                     metadata_json,
                 )
                 rows.append(
-                    {
-                        "position": position,
-                        "event_id": event_id,
-                        "stream_id": stream_id,
-                        "stream_version": version,
-                        "type": event_type,
-                        "schema_version": schema_version,
-                        "correlation_id": correlation_id,
-                        "data": data_json,
-                        "metadata": metadata_json,
-                        "recorded_at": recorded_at,
-                        "hash": prev_hash,
-                    }
+                    (
+                        position,
+                        event_id,
+                        stream_id,
+                        version,
+                        event_type,
+                        schema_version,
+                        correlation_id,
+                        data_json,
+                        metadata_json,
+                        recorded_at,
+                        prev_hash,
+                    )
                 )
-            self._insert(conn, rows)
+            self._insert(cursor, rows)
         return AppendResult(stream_id, first_position, position, version, prev_hash)
 
     def _encode(self, document: Any) -> str:
@@ -349,36 +425,47 @@ class EventStore:
             return encode_json(self.redactor.scrub(document))
         return encoded.decode()
 
-    def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert prepared rows on the transaction's driver cursor.
+
+        On PostgreSQL a trigger (migration 0002) sends the NOTIFY that wakes subscribers.
+        """
+        sql = self._sql
         try:
-            conn.execute(events.insert(), rows)
             if self.backend == "postgresql":
-                conn.execute(
-                    text("SELECT pg_notify(:c, :p)"),
-                    {"c": NOTIFY_CHANNEL, "p": str(rows[-1]["position"])},
-                )
-        except IntegrityError as exc:
-            detail = str(exc.orig).lower()
+                # One multi-row statement per chunk: one round trip, one trigger firing.
+                for start in range(0, len(rows), sql.multi_row):
+                    chunk = rows[start : start + sql.multi_row]
+                    cursor.execute(
+                        sql.insert + ", ".join([sql.row] * len(chunk)),
+                        [value for row in chunk for value in row],
+                    )
+            else:
+                cursor.executemany(sql.insert + sql.row, rows)
+        except Exception as exc:
+            detail = str(exc).lower()
+            if "unique" not in detail and "duplicate" not in detail:
+                raise
             if "event_id" in detail:
                 raise EventValidationError(
                     "an event with the same event_id is already in the store"
                 ) from exc
-            stream = rows[0]["stream_id"]
-            raise ConcurrencyError(stream, rows[0]["stream_version"] - 1, -1) from exc
+            stream, version = rows[0][2], rows[0][3]
+            raise ConcurrencyError(stream, version - 1, -1) from exc
 
-    @staticmethod
-    def _head(conn: Connection, stream_id: str) -> tuple[int, str]:
-        row = conn.execute(
-            select(events.c.stream_version, events.c.hash)
-            .where(events.c.stream_id == stream_id)
-            .order_by(events.c.stream_version.desc())
-            .limit(1)
-        ).first()
+    def _insert_batch(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        cursor = conn.connection.cursor()
+        try:
+            self._insert(cursor, rows)
+        finally:
+            cursor.close()
+
+    def _head(self, conn: Connection, stream_id: str) -> tuple[int, str]:
+        row = conn.exec_driver_sql(self._sql.head, (stream_id,)).first()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
-    @staticmethod
-    def _max_position(conn: Connection) -> int:
-        return int(conn.execute(select(func.coalesce(func.max(events.c.position), 0))).scalar_one())
+    def _max_position(self, conn: Connection) -> int:
+        return int(conn.exec_driver_sql(self._sql.max_position).scalar_one())
 
     def append_raw(self, rows: Iterator[RawEvent], *, verify_chain: bool = True) -> int:
         """Insert already-recorded events (import), renumbering positions in order.
@@ -390,7 +477,7 @@ class EventStore:
         count = 0
         with self._write() as conn:
             position = self._max_position(conn)
-            batch: list[dict[str, Any]] = []
+            batch: list[tuple[Any, ...]] = []
             for raw in rows:
                 if raw.stream_id not in heads:
                     heads[raw.stream_id] = self._head(conn, raw.stream_id)
@@ -415,26 +502,26 @@ class EventStore:
                 position += 1
                 correlation = orjson.loads(raw.metadata_json).get("correlation_id")
                 batch.append(
-                    {
-                        "position": position,
-                        "event_id": raw.event_id,
-                        "stream_id": raw.stream_id,
-                        "stream_version": raw.stream_version,
-                        "type": raw.type,
-                        "schema_version": raw.schema_version,
-                        "correlation_id": correlation if isinstance(correlation, str) else None,
-                        "data": raw.data_json,
-                        "metadata": raw.metadata_json,
-                        "recorded_at": raw.recorded_at,
-                        "hash": raw.hash,
-                    }
+                    (
+                        position,
+                        raw.event_id,
+                        raw.stream_id,
+                        raw.stream_version,
+                        raw.type,
+                        raw.schema_version,
+                        correlation if isinstance(correlation, str) else None,
+                        raw.data_json,
+                        raw.metadata_json,
+                        raw.recorded_at,
+                        raw.hash,
+                    )
                 )
                 count += 1
                 if len(batch) >= 1000:
-                    self._insert(conn, batch)
+                    self._insert_batch(conn, batch)
                     batch = []
             if batch:
-                self._insert(conn, batch)
+                self._insert_batch(conn, batch)
         return count
 
     # --- reading --------------------------------------------------------------------------
@@ -454,14 +541,39 @@ class EventStore:
         Each page is read in its own short transaction, so memory stays flat and no
         transaction is held open while the caller works.
         """
+        if until is None and stream_id is None and not types and correlation_id is None:
+            for page in self._plain_pages(after, page_size):
+                yield from map(_decode_row, page)
+            return
         for page in self._pages(after, until, stream_id, types, correlation_id, page_size):
             yield from map(_decode_row, page)
+
+    def _plain_pages(self, after: int, page_size: int) -> Iterator[Sequence[Sequence[Any]]]:
+        """Unfiltered keyset pages through the driver cursor: the hot read path."""
+        while True:
+            with self._read() as conn:
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(self._sql.page, (after, page_size))
+                    page = cursor.fetchall()
+                finally:
+                    cursor.close()
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
 
     def read_raw(
         self, after: int = 0, *, until: int | None = None, page_size: int = 2000
     ) -> Iterator[RawEvent]:
         """Like ``read_all`` but with JSON left as stored text (export, hashing)."""
-        for page in self._pages(after, until, None, None, None, page_size):
+        pages: Iterator[Sequence[Sequence[Any]]] = (
+            self._plain_pages(after, page_size)
+            if until is None
+            else self._pages(after, until, None, None, None, page_size)
+        )
+        for page in pages:
             yield from map(_raw_row, page)
 
     def _pages(
