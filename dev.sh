@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: sets up .venv and runs the demo, the tests or the checks.
-#   ./dev.sh demo    set up, then run the example experiment (SQLite, mock model, offline)
+#   ./dev.sh demo    set up, then record and verify an example experiment (SQLite, offline)
 #   ./dev.sh test    set up, then ruff, mypy and the whole test suite (PostgreSQL included)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,8 +14,12 @@ setup() {
     local want
     want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-        "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+        echo "Installing agentledger and its dependencies into $VENV ..." >&2
+        if ! { "$VENV/bin/python" -m pip install --quiet --upgrade pip \
+               && "$VENV/bin/python" -m pip install --quiet -e '.[dev]'; } >"$VENV/install.log" 2>&1; then
+            cat "$VENV/install.log" >&2
+            exit 1
+        fi
         echo "$want" > "$stamp"
     fi
 }
@@ -32,11 +36,13 @@ postgres_binaries() {
 
 case "${1:-}" in
     demo)
+        # Until `agentledger run experiment` lands: record a sealed experiment through the
+        # event store, then read and verify it with the CLI (SQLite, offline, no key).
         setup
-        rm -rf .demo
-        "$VENV/bin/agentledger" init .demo --template experiment
-        cd .demo
-        "../$VENV/bin/agentledger" run experiment --yes
+        rm -rf .demo && mkdir .demo
+        "$VENV/bin/python" examples/ledger_demo.py .demo/ledger.db
+        "$VENV/bin/agentledger" --store .demo/ledger.db events list
+        "$VENV/bin/agentledger" --store .demo/ledger.db verify demo-0001
         ;;
     test)
         setup
