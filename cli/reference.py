@@ -15,11 +15,20 @@ BEGIN = "<!-- BEGIN COMMAND REFERENCE (python -m cli.reference README.md) -->"
 END = "<!-- END COMMAND REFERENCE -->"
 
 
-def _walk(command: click.Command, path: list[str]) -> list[tuple[list[str], click.Command]]:
-    found = [(path, command)]
+def _sections(command: click.Command, ctx: click.Context) -> list[tuple[str, str]]:
+    """(command path, help text) for ``command`` and every subcommand, parents first.
+
+    Each subcommand's context has its parent's, as in a real invocation, so inherited
+    settings (``-h`` as a help option) show up exactly as users see them.
+    """
+    found = [(ctx.command_path, command.get_help(ctx))]
     if isinstance(command, click.Group):
         for name in sorted(command.commands):
-            found += _walk(command.commands[name], [*path, name])
+            child = command.commands[name]
+            with click.Context(
+                child, info_name=name, parent=ctx, **child.context_settings
+            ) as child_ctx:
+                found += _sections(child, child_ctx)
     return found
 
 
@@ -27,12 +36,10 @@ def render_reference() -> str:
     """Markdown: one section per command with its ``--help`` text."""
     from cli.main import cli
 
-    parts = []
-    for path, command in _walk(cli, ["agentledger"]):
-        with click.Context(command, info_name=" ".join(path), terminal_width=88) as ctx:
-            text = command.get_help(ctx)
-        parts.append(f"### `{' '.join(path)}`\n\n```\n{text}\n```\n")
-    return "\n".join(parts)
+    settings = {**cli.context_settings, "terminal_width": 88, "max_content_width": 88}
+    with click.Context(cli, info_name="agentledger", **settings) as ctx:
+        sections = _sections(cli, ctx)
+    return "\n".join(f"### `{path}`\n\n```\n{text}\n```\n" for path, text in sections)
 
 
 def update_readme(path: Path) -> bool:
