@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -144,7 +144,7 @@ def verify(store: EventStore, correlation_id: str | None = None) -> Verification
     """Check every stream chain (of one experiment or session, when given) and every seal."""
     report = VerificationReport()
     heads: dict[str, tuple[int, str]] = {}
-    seals: list[tuple[RawEvent, dict[str, dict[str, object]]]] = []
+    seals: list[tuple[RawEvent, dict[str, dict[str, Any]]]] = []
     for stream in _group_streams(store.read_streams_raw(correlation_id)):
         report.streams += 1
         report.events += len(stream)
@@ -159,7 +159,7 @@ def verify(store: EventStore, correlation_id: str | None = None) -> Verification
     for completion, sealed in seals:
         for stream_id, seal in sorted(sealed.items()):
             report.seals += 1
-            version = int(str(seal.get("version")))
+            version = int(seal["version"])
             head = heads.get(stream_id)
             if head is None and correlation_id is not None:
                 head = store.stream_head(stream_id)

@@ -453,13 +453,6 @@ class EventStore:
             stream, version = rows[0][2], rows[0][3]
             raise ConcurrencyError(stream, version - 1, -1) from exc
 
-    def _insert_batch(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        cursor = conn.connection.cursor()
-        try:
-            self._insert(cursor, rows)
-        finally:
-            cursor.close()
-
     def _head(self, conn: Connection, stream_id: str) -> tuple[int, str]:
         row = conn.exec_driver_sql(self._sql.head, (stream_id,)).first()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
@@ -475,12 +468,16 @@ class EventStore:
         """
         heads: dict[str, tuple[int, str]] = {}
         count = 0
-        with self._write() as conn:
-            position = self._max_position(conn)
+        with self._raw_write() as cursor:
+            if self.backend == "postgresql":
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_APPEND_LOCK_KEY,))
+            cursor.execute(self._sql.max_position)
+            position = int(cursor.fetchone()[0])
             batch: list[tuple[Any, ...]] = []
             for raw in rows:
                 if raw.stream_id not in heads:
-                    heads[raw.stream_id] = self._head(conn, raw.stream_id)
+                    cursor.execute(self._sql.head, (raw.stream_id,))
+                    heads[raw.stream_id] = cursor.fetchone() or (0, GENESIS_HASH)
                 version, prev_hash = heads[raw.stream_id]
                 if raw.stream_version != version + 1:
                     raise EventValidationError(
@@ -492,15 +489,18 @@ class EventStore:
                         f"event {raw.event_id} ({raw.stream_id} v{raw.stream_version}) does not "
                         "match its hash chain; the export was modified"
                     )
-                for document in (raw.data_json, raw.metadata_json):
-                    if self._encode(orjson.loads(document)) != document:
-                        raise EventValidationError(
-                            f"event {raw.event_id} ({raw.stream_id} v{raw.stream_version}) "
-                            "holds an unredacted secret; it cannot be imported"
-                        )
+                metadata = orjson.loads(raw.metadata_json)
+                if (
+                    self._encode(orjson.loads(raw.data_json)) != raw.data_json
+                    or self._encode(metadata) != raw.metadata_json
+                ):
+                    raise EventValidationError(
+                        f"event {raw.event_id} ({raw.stream_id} v{raw.stream_version}) "
+                        "holds an unredacted secret; it cannot be imported"
+                    )
                 heads[raw.stream_id] = (raw.stream_version, raw.hash)
                 position += 1
-                correlation = orjson.loads(raw.metadata_json).get("correlation_id")
+                correlation = metadata.get("correlation_id")
                 batch.append(
                     (
                         position,
@@ -518,10 +518,10 @@ class EventStore:
                 )
                 count += 1
                 if len(batch) >= 1000:
-                    self._insert_batch(conn, batch)
+                    self._insert(cursor, batch)
                     batch = []
             if batch:
-                self._insert_batch(conn, batch)
+                self._insert(cursor, batch)
         return count
 
     # --- reading --------------------------------------------------------------------------

@@ -45,11 +45,7 @@ def export_events(store: EventStore, out: IO[bytes], correlation_id: str | None 
     """Write the log (or one experiment's events) to ``out``; returns the event count."""
     out.write(orjson.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + b"\n")
     count = 0
-    if correlation_id is None:
-        rows: Iterator[Any] = (raw.decode() for raw in store.read_raw())
-    else:
-        rows = store.read_all(correlation_id=correlation_id)
-    for event in rows:
+    for event in store.read_all(correlation_id=correlation_id):
         out.write(orjson.dumps(event.to_dict(), option=orjson.OPT_SORT_KEYS) + b"\n")
         count += 1
     return count

@@ -118,28 +118,27 @@ def test_inserted_event_with_a_recomputed_hash_is_named(filled: EventStore) -> N
     assert (problem.kind, problem.event_id) == ("inserted", "forged-event")
 
 
-def test_events_swapped_in_position_are_reported_reordered(filled: EventStore) -> None:
-    p3, _ = event_at(filled, "trace-a", 3)
-    p4, id4 = event_at(filled, "trace-a", 4)
+def swap_versions_3_and_4(store: EventStore, column: str) -> str:
+    """Swap ``column`` between v3 and v4 of trace-a; returns v4's event id."""
+    v3, v4 = store.read_stream("trace-a")[2:4]
+    a, b = getattr(v3, column), getattr(v4, column)
     edit(
-        filled,
-        f"UPDATE events SET position = -1 WHERE position = {p3}",
-        f"UPDATE events SET position = {p3} WHERE position = {p4}",
-        f"UPDATE events SET position = {p4} WHERE position = -1",
+        store,
+        f"UPDATE events SET {column} = -1 WHERE event_id = '{v3.event_id}'",
+        f"UPDATE events SET {column} = {a} WHERE event_id = '{v4.event_id}'",
+        f"UPDATE events SET {column} = {b} WHERE event_id = '{v3.event_id}'",
     )
+    return v4.event_id
+
+
+def test_events_swapped_in_position_are_reported_reordered(filled: EventStore) -> None:
+    id4 = swap_versions_3_and_4(filled, "position")
     [problem] = verify(filled).problems
     assert (problem.kind, problem.stream_id, problem.event_id) == ("reordered", "trace-a", id4)
 
 
 def test_events_swapped_in_version_are_reported_reordered(filled: EventStore) -> None:
-    p3, _ = event_at(filled, "trace-a", 3)
-    p4, id4 = event_at(filled, "trace-a", 4)
-    edit(
-        filled,
-        f"UPDATE events SET stream_version = 100 WHERE position = {p3}",
-        f"UPDATE events SET stream_version = 3 WHERE position = {p4}",
-        f"UPDATE events SET stream_version = 4 WHERE position = {p3}",
-    )
+    id4 = swap_versions_3_and_4(filled, "stream_version")
     [problem] = verify(filled).problems
     assert (problem.kind, problem.event_id, problem.stream_version) == ("reordered", id4, 3)
 
