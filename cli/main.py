@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from cli import db, events, transfer, verify
+from cli import db, events, experiments, init, parse, report, run, transfer, verify
 from cli.errors import EXIT_INTERRUPTED, UserError
 from cli.options import LOG_LEVELS, AppState, configure_logging
 from eventstore.errors import AgentLedgerError
@@ -53,6 +53,13 @@ def cli(ctx: click.Context, store_url: str | None, log_level: str) -> None:
     ctx.obj = AppState(store_url=store_url, log_level=log_level.lower())
 
 
+cli.add_command(init.init)
+cli.add_command(run.run)
+cli.add_command(report.report)
+cli.add_command(experiments.experiments)
+cli.add_command(experiments.traces)
+cli.add_command(experiments.transcript)
+cli.add_command(parse.parse)
 cli.add_command(events.events)
 cli.add_command(verify.verify)
 cli.add_command(transfer.export)

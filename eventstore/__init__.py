@@ -13,6 +13,7 @@ _EXPORTS = {
     "ANY_VERSION": "eventstore.store",
     "NO_STREAM": "eventstore.store",
     "EventStore": "eventstore.store",
+    "AppendRequest": "eventstore.store",
     "AppendResult": "eventstore.envelope",
     "StoredEvent": "eventstore.envelope",
     "Redactor": "eventstore.redaction",

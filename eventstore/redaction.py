@@ -54,7 +54,12 @@ SECRET_SUFFIXES = (
 # Cheap pre-check on the lower-cased JSON: no match means nothing needs scrubbing. Broad on
 # purpose (``key`` covers api_key, x-api-key, key=...): a false hit only costs a walk.
 _MARKERS = re.compile(rb"key|auth|passw|secret|token|cookie|bearer|basic |sig")
-_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}")
+# A credential after "Bearer"/"Basic": 8+ token characters with a digit, punctuation or an
+# inner capital, so prose ("basic questions") is left alone while keys and base64 are not.
+_BEARER = re.compile(
+    r"\b((?i:bearer|basic))\s+(?=[A-Za-z]*[0-9._~+/=-]|[A-Za-z][a-z]*[A-Z])"
+    r"[A-Za-z0-9._~+/=-]{8,}"
+)
 _QUERY_SECRET = re.compile(
     r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|sig|signature)=)[^&#\s\"']+"
 )

@@ -74,6 +74,15 @@ _COLUMNS = (
 )
 
 
+class AppendRequest(NamedTuple):
+    """One stream's share of an ``append_batch``."""
+
+    stream_id: str
+    payloads: Sequence[Payload]
+    expected_version: int = ANY_VERSION
+    metadata: Mapping[str, Any] | None = None
+
+
 class RawEvent(NamedTuple):
     """A row exactly as stored (JSON still as text); what integrity checks and export read."""
 
@@ -148,7 +157,7 @@ class _DriverSQL:
     """PostgreSQL: take the append lock and read the head in one round trip."""
 
     def __init__(self, marker: str) -> None:
-        m = marker
+        m = self.marker = marker
         self.head = (
             f"SELECT stream_version, hash FROM events WHERE stream_id = {m} "
             "ORDER BY stream_version DESC LIMIT 1"
@@ -360,63 +369,83 @@ class EventStore:
         stream, ``ANY_VERSION`` to skip the check); a mismatch raises ``ConcurrencyError``
         and writes nothing. Payloads and metadata are redacted before they are encoded.
         """
-        if not payloads:
-            raise EventValidationError(f"append to {stream_id} with no events")
-        meta = {**self._base_metadata, **(metadata or {})}
-        correlation_id = meta.get("correlation_id")
-        metadata_json = self._encode(meta)
+        request = AppendRequest(stream_id, payloads, expected_version, metadata)
+        return self.append_batch([request])[0]
+
+    def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all of them or, on any
+        ``ConcurrencyError``, none. One commit for many small appends (group commit)."""
         recorded_at = utc_now()
-        prepared = [
-            (
-                event_id,
-                p.event_type,
-                p.schema_version,
-                self._encode(p.model_dump(mode="json")),
-            )
-            for event_id, p in zip(new_event_ids(len(payloads)), payloads, strict=True)
-        ]
-        with self._raw_write() as cursor:
-            if self.backend == "postgresql":
-                cursor.execute(self._sql.lock_head, (_APPEND_LOCK_KEY, stream_id))
-            else:
-                cursor.execute(self._sql.head_and_max, (stream_id,))
-            position, version, prev_hash = cursor.fetchone() or (0, None, None)
-            version = version or 0
-            prev_hash = prev_hash or GENESIS_HASH
-            if expected_version != ANY_VERSION and expected_version != version:
-                raise ConcurrencyError(stream_id, expected_version, version)
-            first_position = position + 1
-            rows = []
-            for event_id, event_type, schema_version, data_json in prepared:
-                position += 1
-                version += 1
-                prev_hash = chain_hash(
-                    prev_hash,
-                    event_id,
-                    stream_id,
-                    event_type,
-                    schema_version,
-                    recorded_at,
-                    data_json,
-                    metadata_json,
+        prepared = []
+        for request in requests:
+            if not request.payloads:
+                raise EventValidationError(f"append to {request.stream_id} with no events")
+            meta = {**self._base_metadata, **(request.metadata or {})}
+            events_json = [
+                (event_id, p.event_type, p.schema_version, self._encode(p.model_dump(mode="json")))
+                for event_id, p in zip(
+                    new_event_ids(len(request.payloads)), request.payloads, strict=True
                 )
-                rows.append(
-                    (
-                        position,
+            ]
+            prepared.append((request, meta.get("correlation_id"), self._encode(meta), events_json))
+        results = []
+        rows: list[tuple[Any, ...]] = []
+        heads: dict[str, tuple[int, str]] = {}
+        with self._raw_write() as cursor:
+            position: int | None = None
+            for request, correlation_id, metadata_json, events_json in prepared:
+                stream_id = request.stream_id
+                if stream_id in heads:
+                    version, prev_hash = heads[stream_id]
+                else:
+                    if self.backend == "postgresql":
+                        cursor.execute(self._sql.lock_head, (_APPEND_LOCK_KEY, stream_id))
+                    else:
+                        cursor.execute(self._sql.head_and_max, (stream_id,))
+                    max_position, head_version, head_hash = cursor.fetchone() or (0, None, None)
+                    if position is None:
+                        position = max_position
+                    version = head_version or 0
+                    prev_hash = head_hash or GENESIS_HASH
+                expected = request.expected_version
+                if expected != ANY_VERSION and expected != version:
+                    raise ConcurrencyError(stream_id, expected, version)
+                assert position is not None
+                first_position = position + 1
+                for event_id, event_type, schema_version, data_json in events_json:
+                    position += 1
+                    version += 1
+                    prev_hash = chain_hash(
+                        prev_hash,
                         event_id,
                         stream_id,
-                        version,
                         event_type,
                         schema_version,
-                        correlation_id,
+                        recorded_at,
                         data_json,
                         metadata_json,
-                        recorded_at,
-                        prev_hash,
                     )
+                    rows.append(
+                        (
+                            position,
+                            event_id,
+                            stream_id,
+                            version,
+                            event_type,
+                            schema_version,
+                            correlation_id,
+                            data_json,
+                            metadata_json,
+                            recorded_at,
+                            prev_hash,
+                        )
+                    )
+                heads[stream_id] = (version, prev_hash)
+                results.append(
+                    AppendResult(stream_id, first_position, position, version, prev_hash)
                 )
             self._insert(cursor, rows)
-        return AppendResult(stream_id, first_position, position, version, prev_hash)
+        return results
 
     def _encode(self, document: Any) -> str:
         """Canonical JSON with secrets masked: the single redaction point of every write."""
@@ -609,6 +638,38 @@ class EventStore:
                 return
             after = page[-1][0]
 
+    def read_prefix(
+        self, prefix: str, *, until: int | None = None, page_size: int = 2000
+    ) -> Iterator[StoredEvent]:
+        """Events of every stream whose id starts with ``prefix``, ordered by (stream id,
+        version): each stream whole, streams in id order. Walks the stream index in keyset
+        pages, so memory stays flat however many streams match."""
+        if not prefix:
+            raise ValueError("read_prefix needs a non-empty prefix")
+        m = self._sql.marker
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        bound = f" AND position <= {m}" if until is not None else ""
+        sql = (
+            f"SELECT {_COLUMN_LIST} FROM events WHERE stream_id >= {m} AND stream_id < {m} "
+            f"AND (stream_id, stream_version) > ({m}, {m}){bound} "
+            f"ORDER BY stream_id, stream_version LIMIT {m}"
+        )
+        last: tuple[str, int] = ("", 0)
+        while True:
+            params: tuple[Any, ...] = (prefix, upper, *last)
+            params += (until, page_size) if until is not None else (page_size,)
+            with self._read() as conn:
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(sql, params)
+                    page = cursor.fetchall()
+                finally:
+                    cursor.close()
+            yield from map(_decode_row, page)
+            if len(page) < page_size:
+                return
+            last = (page[-1][2], page[-1][3])
+
     def read_stream(self, stream_id: str) -> list[StoredEvent]:
         """Every event of one stream, in version order."""
         with self._read() as conn:
@@ -647,6 +708,29 @@ class EventStore:
         """(version, hash) of the last event of a stream; (0, "") when it does not exist."""
         with self._read() as conn:
             return self._head(conn, stream_id)
+
+    def stream_heads(
+        self, prefix: str, correlation_id: str | None = None
+    ) -> dict[str, tuple[int, str]]:
+        """(version, hash) of the last event of every stream starting with ``prefix``
+        (and belonging to ``correlation_id``, when given), by stream id."""
+        latest = (
+            select(events.c.stream_id, func.max(events.c.stream_version).label("version"))
+            .where(events.c.stream_id.startswith(prefix))
+            .group_by(events.c.stream_id)
+        )
+        if correlation_id is not None:
+            latest = latest.where(events.c.correlation_id == correlation_id)
+        sub = latest.subquery()
+        stmt = select(events.c.stream_id, events.c.stream_version, events.c.hash).join(
+            sub,
+            and_(
+                events.c.stream_id == sub.c.stream_id,
+                events.c.stream_version == sub.c.version,
+            ),
+        )
+        with self._read() as conn:
+            return {row[0]: (row[1], row[2]) for row in conn.execute(stmt)}
 
     def last_position(self) -> int:
         """The highest position in the store (0 when empty)."""

@@ -15,23 +15,15 @@ import orjson
 
 from eventstore.envelope import StoredEvent
 from eventstore.store import EventStore
+from eventstore.streams import (  # noqa: F401  (re-exported for projections)
+    EXPERIMENT_PREFIX,
+    SESSION_PREFIX,
+    TRACE_PREFIX,
+    experiment_stream,
+    session_stream,
+    trace_stream,
+)
 from projections.errors import UnknownExperimentError
-
-EXPERIMENT_PREFIX = "experiment-"
-TRACE_PREFIX = "trace-"
-SESSION_PREFIX = "session-"
-
-
-def experiment_stream(experiment_id: str) -> str:
-    return f"{EXPERIMENT_PREFIX}{experiment_id}"
-
-
-def trace_stream(trace_id: str) -> str:
-    return f"{TRACE_PREFIX}{trace_id}"
-
-
-def session_stream(session_id: str) -> str:
-    return f"{SESSION_PREFIX}{session_id}"
 
 
 @dataclass(frozen=True)

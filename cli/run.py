@@ -1,0 +1,233 @@
+"""``agentledger run experiment``: FluxLoop-compatible simulation experiments."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cli.errors import EXIT_FAILED_BAR, EXIT_INTERRUPTED, UserError
+from cli.options import AppState, pass_state
+from cli.progress import ProgressDisplay
+
+if TYPE_CHECKING:
+    from eventstore.store import EventStore
+    from runner.experiment import ExperimentResult
+
+LIVE_REFRESH_SECONDS = 5.0
+
+
+@click.group()
+def run() -> None:
+    """Run experiments or agents, recording every event."""
+
+
+@run.command("experiment")
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="Simulation config, relative to the project [default: configs/simulation.yaml].",
+)
+@click.option("--project", metavar="NAME", help="Project folder under --root.")
+@click.option(
+    "--root", metavar="DIR", help="Folder holding projects [default: ./fluxloop with --project]."
+)
+@click.option("--inputs", "inputs_file", metavar="FILE", help="Inputs file to use instead.")
+@click.option(
+    "-i", "--iterations", type=click.IntRange(min=1), help="Runs per input [default: config]."
+)
+@click.option("-p", "--personas", metavar="A,B", help="Only inputs of these personas.")
+@click.option("--output-dir", metavar="DIR", help="Where experiment folders go [experiments].")
+@click.option(
+    "--experiment-name", "--name", "experiment_name", metavar="NAME", help="Experiment name."
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1, max=4096),
+    help="Runs in flight at once [default: parallel_runs, else 1].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Per-run timeout [default: runner.timeout_seconds, else none].",
+)
+@click.option(
+    "--resume",
+    metavar="EXPERIMENT",
+    help="Finish an interrupted experiment: run only its slots without a finished trace.",
+)
+@click.option(
+    "--max-failures",
+    metavar="N|P%",
+    help="Failed runs tolerated before exit status 1 [default: 0].",
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (CI).")
+@pass_state
+def experiment(
+    state: AppState,
+    config_file: str | None,
+    project: str | None,
+    root: str | None,
+    inputs_file: str | None,
+    iterations: int | None,
+    personas: str | None,
+    output_dir: str | None,
+    experiment_name: str | None,
+    parallel: int | None,
+    timeout: float | None,
+    resume: str | None,
+    max_failures: str | None,
+    yes: bool,
+) -> None:
+    """Run every input x iteration of a simulation experiment against the target.
+
+    Reads configs/simulation.yaml (either FluxLoop layout) and the inputs file, records
+    each run as a trace in the store, and writes the report folder
+    experiments/<name>_<YYYYMMDD_HHMMSS>/. Exit 0 when every run succeeded, 1 when
+    failed runs exceed --max-failures, 2 on bad input, 130 when interrupted.
+    """
+    from runner.config import Overrides, find_project_dir, parse_max_failures, resolve_settings
+    from runner.experiment import ExperimentRunner, prepare
+
+    if resume:
+        given = {
+            "--config": config_file,
+            "--inputs": inputs_file,
+            "--iterations": iterations,
+            "--personas": personas,
+            "--output-dir": output_dir,
+            "--experiment-name": experiment_name,
+            "--timeout": timeout,
+        }
+        clash = [flag for flag, value in given.items() if value is not None]
+        if clash:
+            raise UserError(f"--resume runs the plan recorded with the experiment; drop {clash[0]}")
+    allowed = parse_max_failures(max_failures or "0")
+    project_dir = find_project_dir(project, root, Path.cwd())
+    store = state.open_store(project_dir)
+    live = _LiveRefresher(store)
+    display = ProgressDisplay(interactive=sys.stderr.isatty(), on_started=live.attach)
+    try:
+        runner = ExperimentRunner(
+            store, display, handle_signals=True, on_second_interrupt=_hard_exit
+        )
+        if resume:
+            from projections.catalog import resolve_experiment
+
+            experiment_id = resolve_experiment(store, resume).experiment_id
+            with live:
+                result = runner.resume(experiment_id, parallel=parallel)
+        else:
+            overrides = Overrides(
+                iterations=iterations,
+                parallel=parallel,
+                timeout_seconds=timeout,
+                inputs_file=inputs_file,
+                personas=_split(personas),
+                output_dir=output_dir,
+                experiment_name=experiment_name,
+                max_failures=allowed,
+            )
+            prepared = prepare(resolve_settings(project_dir, config_file, overrides))
+            plan = prepared.plan
+            persona_note = f" (personas: {', '.join(plan.personas)})" if plan.personas else ""
+            click.echo(
+                f"Plan: {len(plan.inputs)} inputs x {plan.iterations} iterations{persona_note}"
+                f" = {plan.total_runs} runs, parallel {prepared.settings.parallel}"
+            )
+            if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+                click.confirm("Start the experiment?", default=True, abort=True)
+            with live:
+                result = runner.start(prepared)
+        display.close()
+        _report_end(store, result, allowed)
+    finally:
+        store.close()
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise UserError("--personas needs at least one persona name, e.g. -p novice,expert")
+    return names
+
+
+def _hard_exit() -> None:
+    """Second Ctrl-C: leave at once; every committed event is already safe in the store."""
+    sys.stderr.write("\nInterrupted again: exiting now.\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
+class _LiveRefresher:
+    """While an experiment runs, a thread keeps its output folder's files current."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._stop = threading.Event()
+        self._report: Any = None
+        self._thread = threading.Thread(target=self._loop, name="agentledger-live", daemon=True)
+
+    def attach(self, experiment_id: str, folder: Path, total: int) -> None:
+        from projections.live import LiveReport
+
+        self._report = LiveReport(self._store, experiment_id, folder, total)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(LIVE_REFRESH_SECONDS):
+            if self._report is not None:
+                self._report.refresh()
+
+    def __enter__(self) -> _LiveRefresher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _report_end(store: EventStore, result: ExperimentResult, max_failures: str) -> None:
+    """Write the final report from the log, print the summary, and pick the exit status."""
+    from projections.report import load_report
+    from projections.writers import write_report
+    from runner.config import failures_allowed
+
+    report = load_report(store, result.experiment_id)
+    write_report(report, result.output_dir)
+    finished = result.successful + result.failed
+    rate = f"{result.successful / finished:.1%}" if finished else "n/a"
+    click.echo(
+        f"Runs: {finished}/{result.total}  ok: {result.successful}  failed: {result.failed}"
+        f"  success rate: {rate}"
+    )
+    click.echo(f"Output: {result.output_dir}")
+    click.echo(f"Experiment: {result.experiment_id}")
+    ctx = click.get_current_context()
+    if result.interrupted:
+        click.echo(
+            f"Interrupted: resume with agentledger run experiment --resume {result.experiment_id}",
+            err=True,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+            # A sync agent thread that cannot be stopped would hold the exit open.
+            os._exit(EXIT_INTERRUPTED)
+        ctx.exit(EXIT_INTERRUPTED)
+    allowed = failures_allowed(max_failures, result.total)
+    if result.failed > allowed:
+        click.echo(
+            f"{result.failed} run(s) failed, more than --max-failures {max_failures} allows",
+            err=True,
+        )
+        ctx.exit(EXIT_FAILED_BAR)

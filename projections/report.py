@@ -1,0 +1,162 @@
+"""An experiment's report: its folded state, built in one pass or caught up incrementally.
+
+``stream_report`` folds an experiment whose events arrive stream by stream (the
+experiment stream, then each trace stream whole, in slot order): one trace in memory at a
+time, which is how a rebuild of millions of events stays in flat memory. ``ReportState``
+folds events in any order that keeps each stream in order (for example log position
+order, in chunks) and keeps every trace; both give the same ``ExperimentReport``.
+``load_report`` is the driver that feeds a store's events to ``stream_report``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import groupby
+
+from eventstore.envelope import StoredEvent, format_timestamp, parse_timestamp
+from eventstore.store import EventStore
+from eventstore.streams import TRACE_PREFIX, experiment_stream, experiment_traces_prefix
+from projections.errors import AsOfError, UnknownExperimentError
+from projections.folds import ExperimentFold, TraceFold
+from projections.rows import SummaryAccumulator
+
+
+@dataclass
+class ExperimentReport:
+    """The experiment's state and its finished traces in plan order (possibly lazy)."""
+
+    experiment: ExperimentFold
+    traces: Iterable[TraceFold]
+
+
+def _fold_trace(events: Iterable[StoredEvent]) -> TraceFold | None:
+    fold: TraceFold | None = None
+    for ev in events:
+        if fold is None:
+            fold = TraceFold(ev.stream_id[len(TRACE_PREFIX) :])
+        fold.apply(ev)
+    return fold
+
+
+def stream_report(
+    experiment_events: Iterable[StoredEvent], trace_events: Iterable[StoredEvent]
+) -> ExperimentReport:
+    """Fold an experiment from its stream and its traces' events grouped by stream.
+
+    ``trace_events`` is consumed lazily while the report's traces are iterated.
+    """
+    experiment = ExperimentFold()
+    for ev in experiment_events:
+        experiment.apply(ev)
+
+    def traces() -> Iterator[TraceFold]:
+        for _, events in groupby(trace_events, key=lambda ev: ev.stream_id):
+            fold = _fold_trace(events)
+            if fold is not None and fold.finished:
+                yield fold
+
+    return ExperimentReport(experiment, traces())
+
+
+class ReportState:
+    """An experiment report folded incrementally; ``position`` is the last event applied."""
+
+    def __init__(self, experiment_id: str, *, keep_traces: bool = True) -> None:
+        self.experiment_id = experiment_id
+        self.experiment = ExperimentFold()
+        self.position = 0
+        self.keep_traces = keep_traces
+        self.summary = SummaryAccumulator()
+        """Finished traces folded into totals (only when ``keep_traces`` is false)."""
+        self._traces: dict[str, TraceFold] = {}
+        self._stream = experiment_stream(experiment_id)
+
+    def apply(self, ev: StoredEvent) -> None:
+        """Fold one event of the experiment (events of other experiments are ignored)."""
+        self.position = max(self.position, ev.position)
+        if ev.stream_id == self._stream:
+            self.experiment.apply(ev)
+        elif ev.stream_id.startswith(TRACE_PREFIX) and ev.correlation_id == self.experiment_id:
+            trace_id = ev.stream_id[len(TRACE_PREFIX) :]
+            fold = self._traces.get(trace_id)
+            if fold is None:
+                fold = self._traces[trace_id] = TraceFold(trace_id)
+            fold.apply(ev)
+            if not self.keep_traces and fold.finished:
+                # Summary-only mode: fold the trace into the totals and forget it.
+                self.summary.add(fold)
+                del self._traces[trace_id]
+
+    def apply_all(self, events: Iterable[StoredEvent]) -> None:
+        for ev in events:
+            self.apply(ev)
+
+    def report(self) -> ExperimentReport:
+        finished = [t for t in self._traces.values() if t.finished]
+        finished.sort(key=lambda t: t.slot)
+        return ExperimentReport(self.experiment, finished)
+
+    def catch_up(self, store: EventStore) -> int:
+        """Apply every event of the experiment recorded after ``position``; returns how many."""
+        count = 0
+        for ev in store.read_all(self.position, correlation_id=self.experiment_id):
+            self.apply(ev)
+            count += 1
+        return count
+
+
+def resolve_as_of(store: EventStore, experiment_id: str, as_of: str | None, now: str) -> int | None:
+    """The log position ``--as-of`` names (a position, or an ISO-8601 time read as UTC when
+    it has no zone), checked against the experiment's life: not before it began, not past
+    the end of the log, not after ``now``."""
+    if as_of is None:
+        return None
+    started = store.read_stream(experiment_stream(experiment_id))
+    if not started:
+        raise UnknownExperimentError(f"no experiment {experiment_id} in the store")
+    first = started[0]
+    text = as_of.strip()
+    if text.isdigit():
+        position = int(text)
+        last = store.last_position()
+        if position > last:
+            raise AsOfError(
+                f"--as-of {position} is beyond the end of the log (last position {last})"
+            )
+    else:
+        try:
+            stamp = utc_stamp(text)
+        except ValueError:
+            raise AsOfError(
+                f"--as-of {as_of!r} is neither a log position nor an ISO-8601 time "
+                "such as 2026-01-31T12:00:00Z"
+            ) from None
+        if stamp > now:
+            raise AsOfError(f"--as-of {as_of} is in the future (now is {now})")
+        position = store.position_at(stamp)
+    if position < first.position:
+        raise AsOfError(
+            f"--as-of {as_of} is before experiment {experiment_id} began "
+            f"(position {first.position}, {first.recorded_at})"
+        )
+    return position
+
+
+def utc_stamp(text: str) -> str:
+    """An ISO-8601 time in the store's timestamp format (UTC, microseconds)."""
+    return format_timestamp(parse_timestamp(text))
+
+
+def load_report(
+    store: EventStore, experiment_id: str, until: int | None = None
+) -> ExperimentReport:
+    """The report of ``experiment_id`` from the store (as of position ``until``)."""
+    stream = experiment_stream(experiment_id)
+    experiment_events = [
+        ev for ev in store.read_stream(stream) if until is None or ev.position <= until
+    ]
+    if not experiment_events:
+        raise UnknownExperimentError(f"no experiment {experiment_id} in the store")
+    traces = store.read_prefix(experiment_traces_prefix(experiment_id), until=until)
+    return stream_report(experiment_events, traces)

@@ -1,0 +1,148 @@
+"""Writing a report to an experiment folder: every file replaced atomically.
+
+Each file is written to a temporary name in the same folder and renamed over the old one,
+so a reader never sees a half-written file; the ``transcripts/`` folder is built beside
+the old one and swapped in. Bytes depend only on the report: rows in plan order, keys in
+model order, nested documents as the store keeps them (sorted keys).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import yaml
+
+from projections.folds import ExperimentFold, TraceFold
+from projections.report import ExperimentReport
+from projections.rows import (
+    SummaryAccumulator,
+    observation_rows,
+    summary_document,
+    trace_row,
+    trace_summary_row,
+)
+from projections.transcripts import trace_transcript
+
+SUMMARY = "summary.json"
+CONFIG = "config.yaml"
+TRANSCRIPTS = "transcripts"
+_MULTI_TURN_ONLY = ("conversation_state", "termination_reason", "turn_count", "conversation")
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary sibling renamed into place on success."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class _RowFile:
+    """A row file in ``jsonl`` (one object per line) or ``json`` (one array) format."""
+
+    def __init__(self, handle: IO[bytes], fmt: str) -> None:
+        self._handle = handle
+        self._json = fmt == "json"
+        self._first = True
+        if self._json:
+            handle.write(b"[")
+
+    def write(self, row: Any) -> None:
+        data = orjson.dumps(row)
+        if self._json:
+            self._handle.write(b"\n" + data if self._first else b",\n" + data)
+        else:
+            self._handle.write(data + b"\n")
+        self._first = False
+
+    def close(self) -> None:
+        if self._json:
+            self._handle.write(b"]\n" if self._first else b"\n]\n")
+
+
+@dataclass
+class WrittenReport:
+    """What ``write_report`` produced."""
+
+    folder: Path
+    files: list[str] = field(default_factory=list)
+    traces: int = 0
+
+
+def _summary_line(trace: TraceFold) -> dict[str, Any]:
+    row = trace_summary_row(trace).model_dump(mode="json")
+    for key in _MULTI_TURN_ONLY:
+        if row[key] is None:
+            del row[key]
+    return row
+
+
+def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
+    """Write every file of ``report`` into ``folder`` (created if missing)."""
+    config = report.experiment.config
+    fmt = str(config.get("output_format", "jsonl"))
+    save_traces = bool(config.get("save_traces", True))
+    ext = "json" if fmt == "json" else "jsonl"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = WrittenReport(folder)
+    names = [f"trace_summary.{ext}"]
+    if save_traces:
+        names += [f"traces.{ext}", f"observations.{ext}"]
+    transcripts_new = folder / f".{TRANSCRIPTS}.tmp-{os.getpid()}"
+    shutil.rmtree(transcripts_new, ignore_errors=True)
+    transcripts_new.mkdir()
+    acc = SummaryAccumulator()
+    try:
+        with ExitStack() as stack:
+            handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
+            files = [_RowFile(h, fmt) for h in handles]
+            for trace in report.traces:
+                acc.add(trace)
+                files[0].write(_summary_line(trace))
+                if save_traces:
+                    files[1].write(trace_row(trace).model_dump(mode="json"))
+                    for obs in observation_rows(trace):
+                        files[2].write(obs)
+                (transcripts_new / f"{trace.trace_id}.md").write_text(
+                    trace_transcript(report.experiment, trace), encoding="utf-8"
+                )
+                written.traces += 1
+            for f in files:
+                f.close()
+        _swap_folder(transcripts_new, folder / TRANSCRIPTS)
+    except BaseException:
+        shutil.rmtree(transcripts_new, ignore_errors=True)
+        raise
+    with atomic_file(folder / CONFIG) as handle:
+        handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
+    write_summary(folder, report.experiment, acc)
+    written.files = [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"]
+    return written
+
+
+def write_summary(folder: Path, experiment: ExperimentFold, acc: SummaryAccumulator) -> None:
+    """Write summary.json alone (what a live refresh of a very large experiment does)."""
+    with atomic_file(folder / SUMMARY) as handle:
+        document = summary_document(experiment, acc)
+        handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _swap_folder(new: Path, target: Path) -> None:
+    """Put ``new`` where ``target`` is, replacing it (two renames; the old one removed)."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)

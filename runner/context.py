@@ -1,0 +1,166 @@
+"""The RunContext handed to agents, and the recorder that turns what they do into events.
+
+An agent that takes a ``ctx`` parameter gets a ``RunContext``: what it runs (input,
+persona, iteration, metadata), a seeded ``random`` generator, and ``observe``/``log``/
+``span`` to record observations into its trace. Code deeper down reaches the same context
+through ``current_context()`` (a context variable, so it is correct under ``--parallel``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from eventstore.envelope import utc_now
+from eventstore.payloads import ObservationRecorded, Payload
+from eventstore.store import AppendRequest
+from runner.writer import BatchWriter, Callback
+
+_current: ContextVar[RunContext | None] = ContextVar("agentledger_run_context", default=None)
+_span: ContextVar[str | None] = ContextVar("agentledger_span", default=None)
+
+
+def current_context() -> RunContext | None:
+    """The RunContext of the run executing this code, or None outside a run."""
+    return _current.get()
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` made JSON-safe for an event: containers walked, unknown objects as ``str``."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return jsonable(dump(mode="json"))
+    return str(value)
+
+
+class TraceRecorder:
+    """Appends a trace's events to its stream, in order, through the batch writer."""
+
+    def __init__(
+        self,
+        writer: BatchWriter,
+        stream_id: str,
+        *,
+        version: int,
+        metadata: Mapping[str, Any],
+    ) -> None:
+        self._writer = writer
+        self.stream_id = stream_id
+        self.version = version
+        self._metadata = dict(metadata)
+        self._lock = threading.Lock()
+
+    def record(self, *payloads: Payload, callback: Callback | None = None) -> None:
+        """Queue ``payloads`` as the next events of the stream."""
+        with self._lock:
+            request = AppendRequest(self.stream_id, payloads, self.version, self._metadata)
+            self.version += len(payloads)
+            self._writer.submit(request, callback)
+
+
+class RunContext:
+    """What an agent sees of its run: the slot it runs, randomness, and observations."""
+
+    def __init__(
+        self,
+        recorder: TraceRecorder,
+        *,
+        trace_id: str,
+        experiment_id: str | None,
+        input: str,
+        persona: str | None,
+        iteration: int,
+        metadata: Mapping[str, Any],
+        seed: int,
+    ) -> None:
+        self.trace_id = trace_id
+        self.experiment_id = experiment_id
+        self.input = input
+        self.persona = persona
+        self.iteration = iteration
+        self.metadata = dict(metadata)
+        self.seed = seed
+        self.random = random.Random(seed)
+        """A generator seeded per slot: use it instead of the global ``random`` under
+        ``--parallel``."""
+        self._recorder = recorder
+        self._ids = itertools.count(1)
+
+    def _observation(
+        self,
+        kind: str,
+        name: str,
+        data: Mapping[str, Any] | None,
+        *,
+        level: str | None = None,
+        observation_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> str:
+        observation_id = observation_id or f"{self.trace_id}:{next(self._ids)}"
+        self._recorder.record(
+            ObservationRecorded(
+                observation_id=observation_id,
+                parent_id=parent_id if parent_id is not None else _span.get(),
+                kind=kind,  # type: ignore[arg-type]
+                name=name,
+                timestamp=utc_now(),
+                data=jsonable(dict(data or {})),
+                level=level,
+            )
+        )
+        return observation_id
+
+    def observe(self, name: str, data: Mapping[str, Any] | None = None, **fields: Any) -> str:
+        """Record a point-in-time observation (``type: event``); returns its id."""
+        return self._observation("event", name, {**(data or {}), **fields})
+
+    def log(self, message: str, *, level: str = "info", **fields: Any) -> str:
+        """Record a log line in the trace (``type: log``)."""
+        return self._observation("log", message, fields, level=level)
+
+    @contextmanager
+    def span(self, name: str, **fields: Any) -> Iterator[str]:
+        """Record ``span_start``/``span_end`` around a block; spans nest, children point at
+        their parent. The end carries the duration and, if the block raised, the error."""
+        span_id = self._observation("span_start", name, fields)
+        parent = _span.get()
+        token = _span.set(span_id)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield span_id
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _span.reset(token)
+            end: dict[str, Any] = {"duration_ms": round((time.perf_counter() - started) * 1000, 3)}
+            if error is not None:
+                end["error"] = f"{type(error).__name__}: {error}"
+            self._observation(
+                "span_end",
+                name,
+                end,
+                observation_id=f"{span_id}:end",
+                parent_id=parent,
+            )
+
+    def activate(self) -> Any:
+        """Make this the current context (returns the token for ``deactivate``)."""
+        return _current.set(self)
+
+    @staticmethod
+    def deactivate(token: Any) -> None:
+        _current.reset(token)

@@ -1,0 +1,33 @@
+"""Errors raised by the runner.
+
+AgentLedgerError (eventstore.errors)
+└── RunnerError                  an experiment or agent run cannot start or continue as asked
+    ├── ConfigError              a config file or flag is invalid (names the key and the fix)
+    ├── InputsError              the inputs file is missing, malformed or filtered to nothing
+    ├── TargetError              the ``module:function`` target cannot be imported or called
+    └── ResumeError              an experiment cannot be resumed (unknown, finished, changed)
+"""
+
+from __future__ import annotations
+
+from eventstore.errors import AgentLedgerError
+
+
+class RunnerError(AgentLedgerError):
+    """An experiment or agent run cannot start or continue as asked."""
+
+
+class ConfigError(RunnerError):
+    """A configuration file or flag is invalid."""
+
+
+class InputsError(RunnerError):
+    """The inputs file is missing, malformed, or filtered down to nothing."""
+
+
+class TargetError(RunnerError):
+    """The agent target cannot be imported, found, or called with the planned arguments."""
+
+
+class ResumeError(RunnerError):
+    """An experiment cannot be resumed."""

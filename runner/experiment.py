@@ -1,0 +1,572 @@
+"""Running an experiment: every slot of the plan executed, bounded in parallel, recorded.
+
+The experiment stream gets ``ExperimentStarted`` (settings snapshot and plan) before any
+run and ``ExperimentCompleted`` (with the seals of its traces) or ``ExperimentInterrupted``
+after. Each slot's trace stream gets ``TraceStarted``, its observations, a
+``TraceAttemptFailed`` per retried attempt, and ``TraceCompleted`` or ``TraceFailed``.
+Sync targets run on a thread pool, async ones on the event loop; at most ``parallel``
+runs are in flight. Nothing here prints: progress goes to an ``ExperimentListener``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import hashlib
+import logging
+import os
+import random
+import re
+import signal
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from eventstore.payloads import (
+    ExperimentCompleted,
+    ExperimentInterrupted,
+    ExperimentPlan,
+    ExperimentResumed,
+    ExperimentStarted,
+    TraceAttemptFailed,
+    TraceCompleted,
+    TraceFailed,
+    TraceSeal,
+    TraceStarted,
+)
+from eventstore.store import NO_STREAM, EventStore
+from eventstore.streams import TRACE_PREFIX, experiment_stream, trace_stream
+from runner.config import ExperimentSettings
+from runner.context import RunContext, TraceRecorder, jsonable
+from runner.errors import ResumeError
+from runner.plan import Slot, build_plan, iter_slots
+from runner.targets import Target, load_target
+from runner.writer import BatchWriter
+
+log = logging.getLogger("agentledger.runner")
+
+
+class ExperimentListener(Protocol):
+    """Receives progress; the CLI draws it, tests count it."""
+
+    def started(self, experiment_id: str, output_dir: Path, total: int, done: int) -> None: ...
+
+    def finished_run(self, slot: Slot, ok: bool) -> None: ...
+
+
+class _Silent:
+    def started(self, experiment_id: str, output_dir: Path, total: int, done: int) -> None:
+        pass
+
+    def finished_run(self, slot: Slot, ok: bool) -> None:
+        pass
+
+
+@dataclass
+class ExperimentResult:
+    """How an experiment ended."""
+
+    experiment_id: str
+    name: str
+    output_dir: Path
+    total: int
+    successful: int = 0
+    failed: int = 0
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class PreparedExperiment:
+    """Everything checked before the first event is written: settings, plan, target."""
+
+    settings: ExperimentSettings
+    plan: ExperimentPlan
+    target: Target
+
+
+def prepare(settings: ExperimentSettings) -> PreparedExperiment:
+    """Load the plan and import the target, so bad input fails before anything runs."""
+    plan = build_plan(settings)
+    search = [settings.project_dir, settings.working_directory, *settings.python_path]
+    target = load_target(settings.target, list(dict.fromkeys(search)))
+    return PreparedExperiment(settings, plan, target)
+
+
+def slot_seed(seed: int, slot: int) -> int:
+    """The seed of one slot, derived from the experiment seed (stable across runs)."""
+    digest = hashlib.sha256(f"{seed}:{slot}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def _folder_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
+
+
+def create_output_dir(base: Path, name: str, moment: datetime) -> Path:
+    """``<base>/<name>_<YYYYMMDD_HHMMSS>``, made exclusively (``_2``, ``_3`` on a clash)."""
+    stem = f"{_folder_name(name)}_{moment.strftime('%Y%m%d_%H%M%S')}"
+    base.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = base / (stem if n == 1 else f"{stem}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise OSError(f"no free output folder name under {base}")
+
+
+def _combine(chunks: list[Any]) -> Any:
+    """A generator target's output: its string chunks joined, else the list of items."""
+    if all(isinstance(c, str) for c in chunks):
+        return "".join(chunks)
+    return chunks
+
+
+def _call_sync(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    result = target.fn(*args, **kwargs)
+    if target.kind == "generator":
+        return _combine(list(result))
+    return result
+
+
+async def _call_async(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if target.kind == "async_generator":
+        return _combine([chunk async for chunk in target.fn(*args, **kwargs)])
+    return await target.fn(*args, **kwargs)
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    output: Any = None
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str | None = None
+    reason: str = "exception"
+    duration_ms: float = 0.0
+
+
+@dataclass
+class _Run:
+    """Mutable state of one experiment execution."""
+
+    result: ExperimentResult
+    stopping: bool = False
+    interrupts: int = 0
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    next_start: float = 0.0
+
+
+class ExperimentRunner:
+    """Executes a prepared experiment (or the rest of one) against an event store."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        listener: ExperimentListener | None = None,
+        *,
+        handle_signals: bool = False,
+        on_second_interrupt: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._listener = listener or _Silent()
+        self._handle_signals = handle_signals
+        self._on_second_interrupt = on_second_interrupt
+
+    # --- entry points ---------------------------------------------------------------------
+
+    def start(
+        self,
+        prepared: PreparedExperiment,
+        *,
+        experiment_id: str | None = None,
+        now: datetime | None = None,
+    ) -> ExperimentResult:
+        """Record ``ExperimentStarted``, run every slot, and record how it ended."""
+        settings = prepared.settings
+        experiment_id = experiment_id or uuid.uuid4().hex[:12]
+        moment = now or datetime.now(UTC)
+        output_dir = create_output_dir(Path(settings.output_directory), settings.name, moment)
+        self._store.append(
+            experiment_stream(experiment_id),
+            [
+                ExperimentStarted(
+                    experiment_id=experiment_id,
+                    name=settings.name,
+                    config=settings.model_dump(mode="json"),
+                    plan=prepared.plan,
+                    seed=settings.seed,
+                    output_dir=str(output_dir),
+                )
+            ],
+            expected_version=NO_STREAM,
+            metadata={"correlation_id": experiment_id},
+        )
+        result = ExperimentResult(
+            experiment_id, settings.name, output_dir, prepared.plan.total_runs
+        )
+        slots = iter_slots(experiment_id, prepared.plan)
+        return self._execute(prepared, result, slots, heads={}, done=0)
+
+    def resume(self, experiment_id: str, *, parallel: int | None = None) -> ExperimentResult:
+        """Run the slots of an unfinished experiment that have no finished trace, then
+        complete it (same id, same output folder)."""
+        history = self._store.read_stream(experiment_stream(experiment_id))
+        if not history or history[0].type != "ExperimentStarted":
+            raise ResumeError(f"no experiment {experiment_id} to resume")
+        started = history[0].payload
+        assert isinstance(started, ExperimentStarted)
+        if any(ev.type == "ExperimentCompleted" for ev in history):
+            raise ResumeError(
+                f"experiment {experiment_id} already completed; start a new one instead"
+            )
+        settings = ExperimentSettings.model_validate(started.config)
+        if parallel is not None:
+            settings = settings.model_copy(update={"parallel": parallel})
+        plan = started.plan
+        search = [settings.project_dir, settings.working_directory, *settings.python_path]
+        prepared = PreparedExperiment(
+            settings, plan, load_target(settings.target, list(dict.fromkeys(search)))
+        )
+        finished = self._finished_traces(experiment_id)
+        heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
+        output_dir = Path(started.output_dir or settings.output_directory)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        result = ExperimentResult(experiment_id, started.name, output_dir, plan.total_runs)
+        result.successful = sum(1 for ok in finished.values() if ok)
+        result.failed = len(finished) - result.successful
+        remaining = [s for s in iter_slots(experiment_id, plan) if s.trace_id not in finished]
+        self._store.append(
+            experiment_stream(experiment_id),
+            [ExperimentResumed(experiment_id=experiment_id, remaining=len(remaining))],
+            metadata={"correlation_id": experiment_id},
+        )
+        return self._execute(prepared, result, iter(remaining), heads=heads, done=len(finished))
+
+    def _finished_traces(self, experiment_id: str) -> dict[str, bool]:
+        """Trace id -> succeeded, for every trace whose last outcome is final (an
+        interrupted run is not final: resume runs it again)."""
+        outcome: dict[str, bool] = {}
+        for ev in self._store.read_all(
+            correlation_id=experiment_id, types=["TraceStarted", "TraceCompleted", "TraceFailed"]
+        ):
+            trace_id = ev.stream_id[len(TRACE_PREFIX) :]
+            if ev.type == "TraceStarted":
+                outcome.pop(trace_id, None)
+            elif ev.type == "TraceCompleted":
+                outcome[trace_id] = True
+            elif ev.data.get("reason") != "interrupted":
+                outcome[trace_id] = False
+        return outcome
+
+    # --- execution ------------------------------------------------------------------------
+
+    def _execute(
+        self,
+        prepared: PreparedExperiment,
+        result: ExperimentResult,
+        slots: Iterator[Slot],
+        *,
+        heads: dict[str, tuple[int, str]],
+        done: int,
+    ) -> ExperimentResult:
+        settings = prepared.settings
+        self._listener.started(result.experiment_id, result.output_dir, result.total, done)
+        writer = BatchWriter(self._store)
+        run = _Run(result)
+        previous_cwd = os.getcwd()
+        pool = ThreadPoolExecutor(
+            max_workers=settings.parallel * 2 + 4, thread_name_prefix="agentledger-run"
+        )
+        try:
+            os.chdir(settings.working_directory)
+            asyncio.run(self._run_slots(prepared, run, slots, writer, pool, heads))
+        finally:
+            os.chdir(previous_cwd)
+            pool.shutdown(wait=False, cancel_futures=True)
+            writer.close()
+        self._finish(run, done)
+        return result
+
+    async def _run_slots(
+        self,
+        prepared: PreparedExperiment,
+        run: _Run,
+        slots: Iterator[Slot],
+        writer: BatchWriter,
+        pool: ThreadPoolExecutor,
+        heads: dict[str, tuple[int, str]],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        if self._handle_signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, self._interrupt, run)
+                loop.add_signal_handler(signal.SIGTERM, self._interrupt, run)
+        settings = prepared.settings
+
+        async def worker() -> None:
+            while not run.stopping:
+                slot = next(slots, None)
+                if slot is None:
+                    return
+                await self._pace(run, settings.run_delay_seconds)
+                if run.stopping:
+                    return
+                version = heads.get(trace_stream(slot.trace_id), (0, ""))[0]
+                task = asyncio.create_task(
+                    self._run_slot(prepared, slot, writer, pool, version, run)
+                )
+                run.in_flight.add(task)
+                try:
+                    await task
+                finally:
+                    run.in_flight.discard(task)
+
+        workers = [asyncio.create_task(worker()) for _ in range(settings.parallel)]
+        await asyncio.gather(*workers)
+
+    async def _pace(self, run: _Run, delay: float) -> None:
+        """Space run starts ``delay`` seconds apart (``run_delay_seconds``)."""
+        if delay <= 0:
+            return
+        now = time.monotonic()
+        start = max(now, run.next_start)
+        run.next_start = start + delay
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def _interrupt(self, run: _Run) -> None:
+        run.interrupts += 1
+        if run.interrupts > 1:
+            if self._on_second_interrupt is not None:
+                self._on_second_interrupt()
+            return
+        log.warning("interrupted: stopping; in-flight runs are cancelled (Ctrl-C again to quit)")
+        run.stopping = True
+        run.result.interrupted = True
+        for task in list(run.in_flight):
+            task.cancel()
+
+    async def _run_slot(
+        self,
+        prepared: PreparedExperiment,
+        slot: Slot,
+        writer: BatchWriter,
+        pool: ThreadPoolExecutor,
+        version: int,
+        run: _Run,
+    ) -> None:
+        settings = prepared.settings
+        experiment_id = run.result.experiment_id
+        recorder = TraceRecorder(
+            writer,
+            trace_stream(slot.trace_id),
+            version=version,
+            metadata={"correlation_id": experiment_id},
+        )
+        seed = slot_seed(settings.seed, slot.number)
+        item = slot.input
+        recorder.record(
+            TraceStarted(
+                experiment_id=experiment_id,
+                trace_id=slot.trace_id,
+                slot=slot.number,
+                input_index=item.index,
+                iteration=slot.iteration,
+                persona=item.persona,
+                input=item.input,
+                call_args=item.call_args,
+                seed=seed,
+            )
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome = await self._attempt(prepared, slot, recorder, pool, seed, experiment_id)
+            except asyncio.CancelledError:
+                recorder.record(
+                    TraceFailed(
+                        error_type="Interrupted",
+                        error_message="the experiment was interrupted while this run was going",
+                        reason="interrupted",
+                        duration_ms=0.0,
+                        attempts=attempt,
+                    )
+                )
+                return
+            if outcome.ok:
+                recorder.record(
+                    TraceCompleted(
+                        output=outcome.output, duration_ms=outcome.duration_ms, attempts=attempt
+                    )
+                )
+                break
+            if attempt <= settings.max_retries and not run.stopping:
+                wait = min(settings.retry_backoff_seconds * 2 ** (attempt - 1), 30.0)
+                recorder.record(
+                    TraceAttemptFailed(
+                        attempt=attempt,
+                        error_type=outcome.error_type,
+                        error_message=outcome.error_message,
+                        reason=outcome.reason,
+                        retry_in_seconds=wait,
+                    )
+                )
+                try:
+                    await asyncio.sleep(wait)
+                except asyncio.CancelledError:
+                    recorder.record(
+                        TraceFailed(
+                            error_type="Interrupted",
+                            error_message="the experiment was interrupted between retries",
+                            reason="interrupted",
+                            duration_ms=0.0,
+                            attempts=attempt,
+                        )
+                    )
+                    return
+                continue
+            recorder.record(
+                TraceFailed(
+                    error_type=outcome.error_type,
+                    error_message=outcome.error_message,
+                    traceback=outcome.traceback,
+                    reason=outcome.reason,
+                    duration_ms=outcome.duration_ms,
+                    attempts=attempt,
+                )
+            )
+            break
+        if outcome.ok:
+            run.result.successful += 1
+        else:
+            run.result.failed += 1
+        self._listener.finished_run(slot, outcome.ok)
+
+    async def _attempt(
+        self,
+        prepared: PreparedExperiment,
+        slot: Slot,
+        recorder: TraceRecorder,
+        pool: ThreadPoolExecutor,
+        seed: int,
+        experiment_id: str,
+    ) -> _Outcome:
+        settings, target = prepared.settings, prepared.target
+        ctx = RunContext(
+            recorder,
+            trace_id=slot.trace_id,
+            experiment_id=experiment_id,
+            input=slot.input.input,
+            persona=slot.input.persona,
+            iteration=slot.iteration,
+            metadata=slot.input.metadata,
+            seed=seed,
+        )
+        values = {
+            "input": slot.input.input,
+            "persona": slot.input.persona,
+            "iteration": slot.iteration,
+            "metadata": dict(slot.input.metadata),
+            "ctx": ctx,
+        }
+        args, kwargs = target.arguments(values)
+        if settings.parallel == 1:
+            # One run at a time: the global random module can be seeded per slot too.
+            random.seed(seed)
+        token = ctx.activate()
+        started = time.perf_counter()
+        timeout = settings.timeout_seconds
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                if target.is_async:
+                    output = await _call_async(target, args, kwargs)
+                else:
+                    call = functools.partial(_call_sync, target, args, kwargs)
+                    output = await asyncio.get_running_loop().run_in_executor(
+                        pool, contextvars.copy_context().run, call
+                    )
+        except TimeoutError as exc:
+            elapsed = _ms(started)
+            if deadline.expired():
+                if not target.is_async:
+                    log.warning(
+                        "run %s timed out after %ss; its thread cannot be stopped and is left "
+                        "to finish, its result discarded",
+                        slot.trace_id,
+                        timeout,
+                    )
+                return _Outcome(
+                    False,
+                    error_type="Timeout",
+                    error_message=f"run exceeded the {timeout:g} s timeout",
+                    reason="timeout",
+                    duration_ms=elapsed,
+                )
+            return _failure(exc, elapsed)
+        except Exception as exc:
+            return _failure(exc, _ms(started))
+        finally:
+            ctx.deactivate(token)
+        return _Outcome(True, output=jsonable(output), duration_ms=_ms(started))
+
+    # --- completion -----------------------------------------------------------------------
+
+    def _finish(self, run: _Run, done_before: int) -> None:
+        result = run.result
+        stream = experiment_stream(result.experiment_id)
+        meta = {"correlation_id": result.experiment_id}
+        finished = result.successful + result.failed
+        if result.interrupted or finished < result.total:
+            self._store.append(
+                stream,
+                [
+                    ExperimentInterrupted(
+                        experiment_id=result.experiment_id,
+                        reason="interrupted" if result.interrupted else "incomplete",
+                        completed=finished,
+                        remaining=result.total - finished,
+                    )
+                ],
+                metadata=meta,
+            )
+            result.interrupted = True
+            return
+        heads = self._store.stream_heads(TRACE_PREFIX, result.experiment_id)
+        self._store.append(
+            stream,
+            [
+                ExperimentCompleted(
+                    experiment_id=result.experiment_id,
+                    total_traces=result.total,
+                    successful=result.successful,
+                    failed=result.failed,
+                    seals={s: TraceSeal(version=v, hash=h) for s, (v, h) in sorted(heads.items())},
+                )
+            ],
+            metadata=meta,
+        )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _failure(exc: BaseException, duration_ms: float) -> _Outcome:
+    return _Outcome(
+        False,
+        error_type=type(exc).__name__,
+        error_message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        duration_ms=duration_ms,
+    )
