@@ -255,7 +255,7 @@ class TraceFold:
         self.turn_count = data.get("turn_count")
         self.conversation_state = data.get("conversation_state")
         self.termination_reason = data.get("termination_reason")
-        self.attempt_count = data.get("attempts", self.attempt_count)
+        self.attempt_count = data.get("attempts", 1)
         if ev.type == "TraceCompleted":
             self.status = "completed"
             self.error = None

@@ -1,0 +1,282 @@
+"""Projections: golden files, any stream interleaving gives the same bytes, as-of rebuilds."""
+
+from __future__ import annotations
+
+import os
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from projects import folder_bytes, make_project
+
+from eventstore import EventStore
+from eventstore.envelope import StoredEvent
+from projections.errors import AsOfError
+from projections.report import ReportState, load_report, resolve_as_of, stream_report
+from projections.writers import write_report
+from runner.config import Overrides, resolve_settings
+from runner.experiment import ExperimentRunner, prepare
+
+GOLDEN = Path(__file__).parent / "golden"
+EXP = "e1"
+CONFIG = {"output_format": "jsonl", "save_traces": True, "target": "agent:run"}
+
+
+def _events() -> list[StoredEvent]:
+    """A hand-written experiment: a success with a model and a tool call, a failure, and a
+    two-turn conversation; fixed timestamps so the output is golden."""
+    streams: dict[str, list[tuple[str, dict[str, Any]]]] = {
+        f"experiment-{EXP}": [
+            (
+                "ExperimentStarted",
+                {
+                    "experiment_id": EXP,
+                    "name": "golden",
+                    "config": CONFIG,
+                    "plan": {"inputs": [], "iterations": 1, "personas": ["p"], "total_runs": 3},
+                    "seed": 1,
+                    "replay_of": None,
+                    "record_mode": "live",
+                    "output_dir": None,
+                },
+            ),
+        ],
+        f"trace-{EXP}-000000": [
+            ("TraceStarted", _started(0, "hello", "p")),
+            ("ObservationRecorded", _obs("o1", None, "span_start", "plan")),
+            ("ObservationRecorded", _obs("o2", "o1", "event", "thought", {"k": 1})),
+            (
+                "ModelCallStarted",
+                {
+                    "call_id": "c1",
+                    "call_index": 0,
+                    "provider": "mock",
+                    "model": "echo",
+                    "request": {"messages": [{"role": "user", "content": "hello"}]},
+                    "fingerprint": "f1",
+                },
+            ),
+            (
+                "ModelCallCompleted",
+                {
+                    "call_id": "c1",
+                    "call_index": 0,
+                    "response": {"choices": []},
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                    "latency_ms": 1.5,
+                },
+            ),
+            ("ToolCallRequested", {"call_id": "t1", "tool_name": "search", "arguments": {"q": 1}}),
+            ("ToolCallApproved", {"call_id": "t1"}),
+            ("ToolCallCompleted", {"call_id": "t1", "result": [1], "duration_ms": 0.5}),
+            ("ObservationRecorded", _obs("o1:end", None, "span_end", "plan")),
+            ("TraceCompleted", {"output": "hi there", "duration_ms": 10.0}),
+        ],
+        f"trace-{EXP}-000001": [
+            ("TraceStarted", _started(1, "break", None)),
+            (
+                "TraceFailed",
+                {
+                    "error_type": "ValueError",
+                    "error_message": "bad",
+                    "traceback": "Traceback ...\nValueError: bad",
+                    "duration_ms": 2.25,
+                },
+            ),
+        ],
+        f"trace-{EXP}-000002": [
+            ("TraceStarted", _started(2, "talk", "p")),
+            ("TurnStarted", {"turn_index": 0, "user_message": "talk"}),
+            ("TurnCompleted", {"turn_index": 0, "agent_output": "sure", "duration_ms": 1.0}),
+            (
+                "SupervisorDecided",
+                {"turn_index": 0, "decision": "continue", "next_message": "more?"},
+            ),
+            ("TurnStarted", {"turn_index": 1, "user_message": "more?", "source": "supervisor"}),
+            ("TurnCompleted", {"turn_index": 1, "agent_output": {"a": 1}, "duration_ms": 2.0}),
+            (
+                "TraceCompleted",
+                {
+                    "output": {"a": 1},
+                    "duration_ms": 4.0,
+                    "turn_count": 2,
+                    "conversation_state": "completed",
+                    "termination_reason": "supervisor_stop",
+                },
+            ),
+        ],
+    }
+    streams[f"experiment-{EXP}"].append(
+        (
+            "ExperimentCompleted",
+            {"experiment_id": EXP, "total_traces": 3, "successful": 2, "failed": 1},
+        )
+    )
+    events = []
+    position = 0
+    for stream_id, items in streams.items():
+        for version, (kind, data) in enumerate(items, start=1):
+            position += 1
+            events.append(
+                StoredEvent(
+                    position,
+                    f"id-{position}",
+                    stream_id,
+                    version,
+                    kind,
+                    1,
+                    data,
+                    {"correlation_id": EXP},
+                    f"2026-01-01T00:00:{position:02d}.000000Z",
+                    "",
+                )
+            )
+    return events
+
+
+def _started(slot: int, text: str, persona: str | None) -> dict[str, Any]:
+    return {
+        "experiment_id": EXP,
+        "trace_id": f"{EXP}-{slot:06d}",
+        "slot": slot,
+        "input_index": slot,
+        "iteration": 0,
+        "persona": persona,
+        "input": text,
+        "seed": slot,
+    }
+
+
+def _obs(
+    oid: str, parent: str | None, kind: str, name: str, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "observation_id": oid,
+        "parent_id": parent,
+        "kind": kind,
+        "name": name,
+        "timestamp": "2026-01-01T00:00:00.000000Z",
+        "data": data or {},
+        "level": None,
+    }
+
+
+def _by_stream(events: list[StoredEvent]) -> tuple[list[StoredEvent], list[StoredEvent]]:
+    experiment = [e for e in events if e.stream_id.startswith("experiment-")]
+    traces = sorted(
+        (e for e in events if e.stream_id.startswith("trace-")),
+        key=lambda e: (e.stream_id, e.stream_version),
+    )
+    return experiment, traces
+
+
+def test_report_files_match_the_golden_files(tmp_path: Path) -> None:
+    write_report(stream_report(*_by_stream(_events())), tmp_path)
+    produced = folder_bytes(tmp_path)
+    if os.environ.get("UPDATE_GOLDEN"):
+        for name, data in produced.items():
+            (GOLDEN / name).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / name).write_bytes(data)
+    assert produced == folder_bytes(GOLDEN)
+
+
+@st.composite
+def interleavings(draw: st.DrawFn) -> list[list[StoredEvent]]:
+    """The golden events merged in a random order that keeps each stream in order, cut
+    into random chunks."""
+    queues: dict[str, list[StoredEvent]] = {}
+    for ev in _events():
+        queues.setdefault(ev.stream_id, []).append(ev)
+    merged = []
+    while queues:
+        stream = draw(st.sampled_from(sorted(queues)))
+        merged.append(queues[stream].pop(0))
+        if not queues[stream]:
+            del queues[stream]
+    cuts = sorted(draw(st.sets(st.integers(1, len(merged) - 1), max_size=6)))
+    bounds = [0, *cuts, len(merged)]
+    return [merged[a:b] for a, b in pairwise(bounds)]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(chunks=interleavings())
+def test_incremental_catch_up_in_any_chunks_equals_a_full_rebuild(
+    tmp_path: Path, chunks: list[list[StoredEvent]]
+) -> None:
+    full = tmp_path / "full"
+    write_report(stream_report(*_by_stream(_events())), full)
+    live = tmp_path / "live"
+    state = ReportState(EXP)
+    summary_only = ReportState(EXP, keep_traces=False)
+    for chunk in chunks:
+        state.apply_all(chunk)
+        summary_only.apply_all(chunk)
+        write_report(state.report(), live)
+    assert folder_bytes(live) == folder_bytes(full)
+    assert summary_only.summary.successful == 2 and summary_only.summary.failed == 1
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, store_url: str) -> tuple[EventStore, str]:
+    project = make_project(tmp_path / "proj", iterations=2)
+    settings = resolve_settings(project, None, Overrides())
+    store = EventStore.open(store_url)
+    result = ExperimentRunner(store).start(prepare(settings))
+    return store, result.experiment_id
+
+
+def _summary(folder: Path) -> dict[str, Any]:
+    return dict(orjson.loads((folder / "summary.json").read_bytes()))
+
+
+def test_as_of_shows_the_experiment_as_it_stood(
+    tmp_path: Path, recorded: tuple[EventStore, str]
+) -> None:
+    store, experiment_id = recorded
+    try:
+        events = list(store.read_all(correlation_id=experiment_id))
+        finished = [e.position for e in events if e.type == "TraceCompleted"]
+        start = events[0].position
+        at_start = resolve_as_of(store, experiment_id, str(start), "9999")
+        write_report(load_report(store, experiment_id, at_start), tmp_path / "a")
+        summary = _summary(tmp_path / "a")
+        assert (summary["status"], summary["total_traces"], summary["pending_runs"]) == (
+            "running",
+            0,
+            6,
+        )
+        write_report(load_report(store, experiment_id, finished[2]), tmp_path / "b")
+        summary = _summary(tmp_path / "b")
+        assert (summary["status"], summary["total_traces"]) == ("running", 3)
+        write_report(load_report(store, experiment_id, events[-1].position), tmp_path / "c")
+        assert _summary(tmp_path / "c")["status"] == "completed"
+        stamp = events[-1].recorded_at
+        assert resolve_as_of(store, experiment_id, stamp, "9999") == events[-1].position
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("as_of", "message"),
+    [
+        ("0", "is before experiment"),
+        ("99999", "is beyond the end of the log"),
+        ("2999-01-01T00:00:00Z", "is in the future"),
+        ("yesterday", "is neither a log position nor an ISO-8601 time"),
+    ],
+)
+def test_as_of_outside_the_experiment_is_refused(
+    recorded: tuple[EventStore, str], as_of: str, message: str
+) -> None:
+    store, experiment_id = recorded
+    try:
+        with pytest.raises(AsOfError, match=message):
+            resolve_as_of(store, experiment_id, as_of, "2100-01-01T00:00:00.000000Z")
+    finally:
+        store.close()
