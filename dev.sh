@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: sets up .venv and runs the demo, the tests or the checks.
-#   ./dev.sh demo    set up, then record and verify an example experiment (SQLite, offline)
+#   ./dev.sh demo    set up, then run an example experiment and verify its log (SQLite, offline)
 #   ./dev.sh test    set up, then ruff, mypy and the whole test suite (PostgreSQL included)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,13 +36,14 @@ postgres_binaries() {
 
 case "${1:-}" in
     demo)
-        # Until `agentledger run experiment` lands: record a sealed experiment through the
-        # event store, then read and verify it with the CLI (SQLite, offline, no key).
+        # The main job: a FluxLoop-style example experiment on the embedded SQLite store,
+        # offline, no API key; then its summary and an integrity check from the log.
         setup
-        rm -rf .demo && mkdir .demo
-        "$VENV/bin/python" examples/ledger_demo.py .demo/ledger.db
-        "$VENV/bin/agentledger" --store .demo/ledger.db events list
-        "$VENV/bin/agentledger" --store .demo/ledger.db verify demo-0001
+        rm -rf .demo
+        "$VENV/bin/agentledger" init .demo --template experiment
+        (cd .demo && "../$VENV/bin/agentledger" run experiment --yes)
+        (cd .demo && "../$VENV/bin/agentledger" experiments list)
+        (cd .demo && "../$VENV/bin/agentledger" verify)
         ;;
     test)
         setup

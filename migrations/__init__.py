@@ -2,23 +2,31 @@
 
 ``upgrade(connection)`` brings a store to the newest schema on the caller's connection;
 ``current_revision`` and ``head_revision`` report where a store and this code stand.
+Alembic itself is imported only when a migration has to run: opening an up-to-date store
+reads the version table directly (a test keeps ``HEAD`` equal to alembic's own head).
 """
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from sqlalchemy import inspect, text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 _HERE = Path(__file__).resolve().parent
 
+HEAD = "0001"
+"""The newest revision in versions/ (checked against alembic by the tests)."""
+REVISIONS = frozenset({"0001"})
+"""Every revision this code ships."""
 
-def _config(connection: Connection | None = None) -> Config:
+
+def _config(connection: Connection | None = None) -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_HERE))
     if connection is not None:
@@ -26,26 +34,33 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
-@cache
 def head_revision() -> str:
     """The newest revision this code knows."""
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None
-    return head
+    return HEAD
 
 
-@cache
-def known_revisions() -> set[str]:
+def known_revisions() -> frozenset[str]:
     """Every revision this code ships."""
+    return REVISIONS
+
+
+def alembic_revisions() -> tuple[str | None, set[str]]:
+    """(head, all revisions) as alembic computes them from versions/ (slow: imports alembic)."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(_config())
-    return {rev.revision for rev in script.walk_revisions()}
+    return script.get_current_head(), {rev.revision for rev in script.walk_revisions()}
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, or None for an empty database."""
-    return MigrationContext.configure(connection).get_current_revision()
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Upgrade the database on ``connection`` to ``revision`` inside the caller's transaction."""
+    from alembic import command
+
     command.upgrade(_config(connection), revision)

@@ -388,11 +388,24 @@ class ExperimentRunner:
                 seed=seed,
             )
         )
+        ctx = RunContext(
+            recorder,
+            trace_id=slot.trace_id,
+            experiment_id=experiment_id,
+            input=item.input,
+            persona=item.persona,
+            iteration=slot.iteration,
+            metadata=item.metadata,
+            seed=seed,
+        )
+        if settings.parallel == 1:
+            # One run at a time: the global random module can be seeded per slot too.
+            random.seed(seed)
         attempt = 0
         while True:
             attempt += 1
             try:
-                outcome = await self._attempt(prepared, slot, recorder, pool, seed, experiment_id)
+                outcome = await self._attempt(prepared, slot, ctx, pool)
             except asyncio.CancelledError:
                 recorder.record(
                     TraceFailed(
@@ -454,25 +467,11 @@ class ExperimentRunner:
         self._listener.finished_run(slot, outcome.ok)
 
     async def _attempt(
-        self,
-        prepared: PreparedExperiment,
-        slot: Slot,
-        recorder: TraceRecorder,
-        pool: ThreadPoolExecutor,
-        seed: int,
-        experiment_id: str,
+        self, prepared: PreparedExperiment, slot: Slot, ctx: RunContext, pool: ThreadPoolExecutor
     ) -> _Outcome:
+        """One attempt of a slot. The context (and its seeded ``random``) lives for the
+        whole slot, so a retry continues the random sequence instead of repeating it."""
         settings, target = prepared.settings, prepared.target
-        ctx = RunContext(
-            recorder,
-            trace_id=slot.trace_id,
-            experiment_id=experiment_id,
-            input=slot.input.input,
-            persona=slot.input.persona,
-            iteration=slot.iteration,
-            metadata=slot.input.metadata,
-            seed=seed,
-        )
         values = {
             "input": slot.input.input,
             "persona": slot.input.persona,
@@ -481,9 +480,6 @@ class ExperimentRunner:
             "ctx": ctx,
         }
         args, kwargs = target.arguments(values)
-        if settings.parallel == 1:
-            # One run at a time: the global random module can be seeded per slot too.
-            random.seed(seed)
         token = ctx.activate()
         started = time.perf_counter()
         timeout = settings.timeout_seconds

@@ -208,3 +208,10 @@ def test_event_from_newer_schema_version_is_refused_on_decode(store: EventStore)
     engine.dispose()
     with pytest.raises(EventValidationError, match="schema version 7, newer"):
         _ = store.read_stream("misc-1")[0].payload
+
+
+def test_migrations_head_constant_matches_alembic() -> None:
+    import migrations
+
+    head, revisions = migrations.alembic_revisions()
+    assert (head, revisions) == (migrations.HEAD, set(migrations.REVISIONS))
