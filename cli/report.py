@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.options import AppState, pass_state
+
+if TYPE_CHECKING:
+    from projections.folds import ExperimentFold
 
 
 @click.group()
@@ -42,7 +45,7 @@ def rebuild(state: AppState, experiment: str, as_of: str | None, output_dir: Pat
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
         loaded = load_report(store, ref.experiment_id, until)
-        folder = output_dir or _recorded_folder(store, ref.experiment_id)
+        folder = output_dir or _recorded_folder(loaded.experiment)
         written = write_report(loaded, folder)
     point = f" as of position {until}" if until is not None else ""
     click.echo(
@@ -51,17 +54,15 @@ def rebuild(state: AppState, experiment: str, as_of: str | None, output_dir: Pat
     )
 
 
-def _recorded_folder(store: Any, experiment_id: str) -> Path:
-    """The output folder the experiment was started with."""
-    from eventstore.streams import experiment_stream
+def _recorded_folder(experiment: ExperimentFold) -> Path:
+    """The output folder the experiment was started with (from its folded stream)."""
     from projections.errors import ProjectionError
 
-    folder = store.read_stream(experiment_stream(experiment_id))[0].data.get("output_dir")
-    if not folder:
+    if not experiment.output_dir:
         raise ProjectionError(
-            f"experiment {experiment_id} recorded no output folder; pass --output-dir"
+            f"experiment {experiment.experiment_id} recorded no output folder; pass --output-dir"
         )
-    return Path(folder)
+    return Path(experiment.output_dir)
 
 
 @report.command("show")

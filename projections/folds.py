@@ -35,6 +35,7 @@ class ExperimentFold:
     seed: int | None = None
     replay_of: str | None = None
     record_mode: str = "live"
+    output_dir: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
     interrupted_at: str | None = None
@@ -55,6 +56,7 @@ class ExperimentFold:
             self.seed = data.get("seed")
             self.replay_of = data.get("replay_of")
             self.record_mode = data.get("record_mode", "live")
+            self.output_dir = data.get("output_dir")
             self.started_at = ev.recorded_at
             self.first_position = ev.position
         elif ev.type == "ExperimentCompleted":

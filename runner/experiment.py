@@ -407,15 +407,7 @@ class ExperimentRunner:
             try:
                 outcome = await self._attempt(prepared, slot, ctx, pool)
             except asyncio.CancelledError:
-                recorder.record(
-                    TraceFailed(
-                        error_type="Interrupted",
-                        error_message="the experiment was interrupted while this run was going",
-                        reason="interrupted",
-                        duration_ms=0.0,
-                        attempts=attempt,
-                    )
-                )
+                recorder.record(_interrupted(attempt, "while this run was going"))
                 return
             if outcome.ok:
                 recorder.record(
@@ -438,15 +430,7 @@ class ExperimentRunner:
                 try:
                     await asyncio.sleep(wait)
                 except asyncio.CancelledError:
-                    recorder.record(
-                        TraceFailed(
-                            error_type="Interrupted",
-                            error_message="the experiment was interrupted between retries",
-                            reason="interrupted",
-                            duration_ms=0.0,
-                            attempts=attempt,
-                        )
-                    )
+                    recorder.record(_interrupted(attempt, "between retries"))
                     return
                 continue
             recorder.record(
@@ -552,6 +536,17 @@ class ExperimentRunner:
             ],
             metadata=meta,
         )
+
+
+def _interrupted(attempt: int, when: str) -> TraceFailed:
+    """The (non-final) failure recorded for a run cut short by Ctrl-C."""
+    return TraceFailed(
+        error_type="Interrupted",
+        error_message=f"the experiment was interrupted {when}",
+        reason="interrupted",
+        duration_ms=0.0,
+        attempts=attempt,
+    )
 
 
 def _ms(started: float) -> float:
