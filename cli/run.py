@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -93,8 +94,10 @@ def experiment(
     experiments/<name>_<YYYYMMDD_HHMMSS>/. Exit 0 when every run succeeded, 1 when
     failed runs exceed --max-failures, 2 on bad input, 130 when interrupted.
     """
+    from runner.client_hook import record_default_clients
     from runner.config import Overrides, find_project_dir, parse_max_failures, resolve_settings
     from runner.experiment import ExperimentRunner, prepare
+    from runner.models import provider_keys
 
     if resume:
         given = {
@@ -111,10 +114,16 @@ def experiment(
             raise UserError(f"--resume runs the plan recorded with the experiment; drop {clash[0]}")
     allowed = parse_max_failures(max_failures or "0")
     project_dir = find_project_dir(project, root, Path.cwd())
+    env = load_env(project_dir)
     store = state.open_store(project_dir)
+    for key in provider_keys(env):
+        store.redactor.add_secret(key)
     live = _LiveRefresher(store)
     display = ProgressDisplay(interactive=sys.stderr.isatty(), on_started=live.attach)
+    cleanup = contextlib.ExitStack()
     try:
+        # Held from target import on, so clients an agent builds at module level record too.
+        cleanup.enter_context(record_default_clients(store.redactor))
         runner = ExperimentRunner(
             store, display, handle_signals=True, on_second_interrupt=_hard_exit
         )
@@ -123,7 +132,7 @@ def experiment(
 
             experiment_id = resolve_experiment(store, resume).experiment_id
             with live:
-                result = runner.resume(experiment_id, parallel=parallel)
+                result = runner.resume(experiment_id, env, parallel=parallel)
         else:
             overrides = Overrides(
                 iterations=iterations,
@@ -135,12 +144,13 @@ def experiment(
                 experiment_name=experiment_name,
                 max_failures=allowed,
             )
-            prepared = prepare(resolve_settings(project_dir, config_file, overrides))
+            prepared = prepare(resolve_settings(project_dir, config_file, overrides, env), env)
             plan = prepared.plan
             persona_note = f" (personas: {', '.join(plan.personas)})" if plan.personas else ""
             click.echo(
                 f"Plan: {len(plan.inputs)} inputs x {plan.iterations} iterations{persona_note}"
-                f" = {plan.total_runs} runs, parallel {prepared.settings.parallel}"
+                f" = {plan.total_runs} runs, parallel {prepared.settings.parallel},"
+                f" model {prepared.settings.model.label}"
             )
             if not yes and sys.stdin.isatty() and sys.stdout.isatty():
                 click.confirm("Start the experiment?", default=True, abort=True)
@@ -149,7 +159,17 @@ def experiment(
         display.close()
         _report_end(store, result, allowed)
     finally:
+        cleanup.close()
         store.close()
+
+
+def load_env(project_dir: Path) -> dict[str, str]:
+    """The environment, with the project's ``.env`` file (if any) loaded under it: variables
+    already set win. Loaded into ``os.environ`` too, for clients agents build themselves."""
+    from dotenv import load_dotenv
+
+    load_dotenv(project_dir / ".env", override=False)
+    return dict(os.environ)
 
 
 def _split(value: str | None) -> list[str] | None:

@@ -218,6 +218,12 @@ class ModelCallStarted(Payload):
     """Hash of the canonical request, used to match recordings on replay."""
     source: Literal["live", "replay"] = "live"
     stream: bool = False
+    endpoint: str = "chat/completions"
+    """The API operation called (``chat/completions``, ``embeddings``, ...)."""
+    url: str | None = None
+    """The URL called, query secrets masked."""
+    attempt: int = 1
+    """Attempt number of the client's own retries (1 = first try)."""
 
 
 @register
@@ -230,8 +236,13 @@ class ModelCallCompleted(Payload):
     """Streamed chunks in arrival order, when the call streamed."""
     usage: JsonDict | None = None
     latency_ms: float
+    first_chunk_ms: float | None = None
+    """Time to the first streamed bytes, when the call streamed."""
+    truncated: bool = False
+    """The stream was closed before its end (the agent stopped reading)."""
     source: Literal["live", "replay"] = "live"
     attempts: int = 1
+    """Attempts the client needed; earlier ones are recorded as failed calls."""
 
 
 @register
@@ -243,8 +254,10 @@ class ModelCallFailed(Payload):
     error_message: str
     body: str | None = None
     chunks: list[JsonDict] | None = None
+    """Chunks streamed before the failure, in arrival order."""
     latency_ms: float
     source: Literal["live", "replay"] = "live"
+    attempt: int = 1
 
 
 @register

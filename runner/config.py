@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -20,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import ConfigError
+from runner.models import ModelSpec, default_model, parse_model
 
 SIMULATION_FILE = Path("configs") / "simulation.yaml"
 PROJECT_FILE = Path("configs") / "project.yaml"
@@ -100,6 +102,9 @@ class SimulationConfig(_Strict):
     save_traces: bool = True
     """Write traces.jsonl and observations.jsonl (the log keeps everything regardless)."""
     save_aggregated_metrics: bool = True
+    model: str | dict[str, Any] | None = None
+    """agentledger extension: the model of ``ctx.openai``/``ctx.chat`` (``provider:model``
+    or ``{provider, name, temperature, ...}``); default OpenAI with a key, else mock:echo."""
 
 
 class Persona(BaseModel):
@@ -164,6 +169,7 @@ class ExperimentSettings(_Strict):
     output_format: Literal["jsonl", "json"] = "jsonl"
     save_traces: bool = True
     service_context: str | None = None
+    model: ModelSpec
 
 
 class Overrides(BaseModel):
@@ -331,9 +337,13 @@ def failures_allowed(max_failures: str, total: int) -> int:
 
 
 def resolve_settings(
-    project_dir: Path, config_file: str | None, overrides: Overrides
+    project_dir: Path,
+    config_file: str | None,
+    overrides: Overrides,
+    env: Mapping[str, str] | None = None,
 ) -> ExperimentSettings:
-    """Read the project's config files and apply ``overrides``."""
+    """Read the project's config files and apply ``overrides``; ``env`` (the environment)
+    picks the default model when the config names none."""
     config_path = Path(config_file) if config_file else SIMULATION_FILE
     if not config_path.is_absolute():
         config_path = project_dir / config_path
@@ -391,4 +401,9 @@ def resolve_settings(
         output_format=sim.output.format if sim.output else "jsonl",
         save_traces=sim.save_traces,
         service_context=service_context if isinstance(service_context, str) else None,
+        model=(
+            parse_model(sim.model, f"{config_path}: 'model'")
+            if sim.model is not None
+            else default_model(env if env is not None else {})
+        ),
     )

@@ -15,12 +15,18 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.envelope import utc_now
 from eventstore.payloads import ObservationRecorded, Payload
 from eventstore.store import AppendRequest
+from runner.errors import ModelConfigError
 from runner.writer import BatchWriter, Callback
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI, OpenAI
+
+    from runner.gateway import Messages, ModelGateway
 
 _current: ContextVar[RunContext | None] = ContextVar("agentledger_run_context", default=None)
 _span: ContextVar[str | None] = ContextVar("agentledger_span", default=None)
@@ -84,6 +90,7 @@ class RunContext:
         iteration: int,
         metadata: Mapping[str, Any],
         seed: int,
+        gateway: ModelGateway | None = None,
     ) -> None:
         self.trace_id = trace_id
         self.experiment_id = experiment_id
@@ -97,6 +104,55 @@ class RunContext:
         ``--parallel``."""
         self._recorder = recorder
         self._ids = itertools.count(1)
+        self._calls = itertools.count()
+        self._gateway = gateway
+
+    # --- models ---------------------------------------------------------------------------
+
+    def _models(self) -> ModelGateway:
+        if self._gateway is None:
+            raise ModelConfigError("this run has no model configured; set 'model' in the config")
+        return self._gateway
+
+    @property
+    def model(self) -> str:
+        """The configured model's name, for ``model=`` in your own requests."""
+        return self._models().model
+
+    @property
+    def openai(self) -> OpenAI:
+        """A recorded ``openai.OpenAI`` client for the configured model's provider."""
+        return self._models().client()
+
+    @property
+    def async_openai(self) -> AsyncOpenAI:
+        """A recorded ``openai.AsyncOpenAI`` client (use it from async agents)."""
+        return self._models().async_client()
+
+    def chat(self, prompt: Messages, *, system: str | None = None, **params: Any) -> str:
+        """Ask the configured model (with its sampling settings); returns the reply text.
+        ``prompt`` is a user message or a list of chat messages; ``params`` are passed on."""
+        gateway = self._models()
+        response = gateway.client().chat.completions.create(
+            **gateway.chat_request(prompt, system, params)
+        )
+        return response.choices[0].message.content or ""
+
+    async def achat(self, prompt: Messages, *, system: str | None = None, **params: Any) -> str:
+        """``chat`` for async agents."""
+        gateway = self._models()
+        response = await gateway.async_client().chat.completions.create(
+            **gateway.chat_request(prompt, system, params)
+        )
+        return response.choices[0].message.content or ""
+
+    def next_call_index(self) -> int:
+        """Number the next model call of this trace (from 0); used by the recorder."""
+        return next(self._calls)
+
+    def record_event(self, *payloads: Payload) -> None:
+        """Append events to this run's trace (the recording transport's way in)."""
+        self._recorder.record(*payloads)
 
     def _observation(
         self,

@@ -5,7 +5,8 @@ AgentLedgerError (eventstore.errors)
     ├── ConfigError              a config file or flag is invalid (names the key and the fix)
     ├── InputsError              the inputs file is missing, malformed or filtered to nothing
     ├── TargetError              the ``module:function`` target cannot be imported or called
-    └── ResumeError              an experiment cannot be resumed (unknown, finished, changed)
+    ├── ResumeError              an experiment cannot be resumed (unknown, finished, changed)
+    └── ModelConfigError         a model spec, sampling parameter or provider key is invalid
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ class TargetError(RunnerError):
 
 class ResumeError(RunnerError):
     """An experiment cannot be resumed."""
+
+
+class ModelConfigError(RunnerError):
+    """A model spec, sampling parameter, or provider key is invalid or missing."""

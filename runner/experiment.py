@@ -23,7 +23,7 @@ import signal
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,9 +44,12 @@ from eventstore.payloads import (
 )
 from eventstore.store import NO_STREAM, EventStore
 from eventstore.streams import TRACE_PREFIX, experiment_stream, trace_stream
+from runner.client_hook import record_default_clients
 from runner.config import ExperimentSettings
 from runner.context import RunContext, TraceRecorder, jsonable
 from runner.errors import ResumeError
+from runner.gateway import ModelGateway
+from runner.models import Endpoint, endpoint
 from runner.plan import Slot, build_plan, iter_slots
 from runner.targets import Target, load_target
 from runner.writer import BatchWriter
@@ -85,19 +88,26 @@ class ExperimentResult:
 
 @dataclass(frozen=True)
 class PreparedExperiment:
-    """Everything checked before the first event is written: settings, plan, target."""
+    """Everything checked before the first event is written: settings, plan, target, and
+    where the model is reached."""
 
     settings: ExperimentSettings
     plan: ExperimentPlan
     target: Target
+    endpoint: Endpoint
 
 
-def prepare(settings: ExperimentSettings) -> PreparedExperiment:
-    """Load the plan and import the target, so bad input fails before anything runs."""
-    plan = build_plan(settings)
+def _load_target(settings: ExperimentSettings) -> Target:
     search = [settings.project_dir, settings.working_directory, *settings.python_path]
-    target = load_target(settings.target, list(dict.fromkeys(search)))
-    return PreparedExperiment(settings, plan, target)
+    return load_target(settings.target, list(dict.fromkeys(search)))
+
+
+def prepare(settings: ExperimentSettings, env: Mapping[str, str]) -> PreparedExperiment:
+    """Resolve the model's endpoint (a missing key fails here), load the plan and import the
+    target, so bad input fails before anything runs. ``env`` holds the provider keys."""
+    model_endpoint = endpoint(settings.model, env)
+    plan = build_plan(settings)
+    return PreparedExperiment(settings, plan, _load_target(settings), model_endpoint)
 
 
 def slot_seed(seed: int, slot: int) -> int:
@@ -160,6 +170,7 @@ class _Run:
     """Mutable state of one experiment execution."""
 
     result: ExperimentResult
+    gateway: ModelGateway
     stopping: bool = False
     interrupts: int = 0
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -217,7 +228,9 @@ class ExperimentRunner:
         slots = iter_slots(experiment_id, prepared.plan)
         return self._execute(prepared, result, slots, heads={}, done=0)
 
-    def resume(self, experiment_id: str, *, parallel: int | None = None) -> ExperimentResult:
+    def resume(
+        self, experiment_id: str, env: Mapping[str, str], *, parallel: int | None = None
+    ) -> ExperimentResult:
         """Run the slots of an unfinished experiment that have no finished trace, then
         complete it (same id, same output folder)."""
         history = self._store.read_stream(experiment_stream(experiment_id))
@@ -233,9 +246,8 @@ class ExperimentRunner:
         if parallel is not None:
             settings = settings.model_copy(update={"parallel": parallel})
         plan = started.plan
-        search = [settings.project_dir, settings.working_directory, *settings.python_path]
         prepared = PreparedExperiment(
-            settings, plan, load_target(settings.target, list(dict.fromkeys(search)))
+            settings, plan, _load_target(settings), endpoint(settings.model, env)
         )
         finished = self._finished_traces(experiment_id)
         heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
@@ -282,17 +294,20 @@ class ExperimentRunner:
         settings = prepared.settings
         self._listener.started(result.experiment_id, result.output_dir, result.total, done)
         writer = BatchWriter(self._store)
-        run = _Run(result)
+        gateway = ModelGateway(settings.model, prepared.endpoint, self._store.redactor)
+        run = _Run(result, gateway)
         previous_cwd = os.getcwd()
         pool = ThreadPoolExecutor(
             max_workers=settings.parallel * 2 + 4, thread_name_prefix="agentledger-run"
         )
         try:
             os.chdir(settings.working_directory)
-            asyncio.run(self._run_slots(prepared, run, slots, writer, pool, heads))
+            with record_default_clients(self._store.redactor):
+                asyncio.run(self._run_slots(prepared, run, slots, writer, pool, heads))
         finally:
             os.chdir(previous_cwd)
             pool.shutdown(wait=False, cancel_futures=True)
+            gateway.close()
             writer.close()
         self._finish(run, done)
         return result
@@ -332,7 +347,10 @@ class ExperimentRunner:
                     run.in_flight.discard(task)
 
         workers = [asyncio.create_task(worker()) for _ in range(settings.parallel)]
-        await asyncio.gather(*workers)
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            await run.gateway.aclose()
 
     async def _pace(self, run: _Run, delay: float) -> None:
         """Space run starts ``delay`` seconds apart (``run_delay_seconds``)."""
@@ -397,6 +415,7 @@ class ExperimentRunner:
             iteration=slot.iteration,
             metadata=item.metadata,
             seed=seed,
+            gateway=run.gateway,
         )
         if settings.parallel == 1:
             # One run at a time: the global random module can be seeded per slot too.

@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from modelserver import ModelServer
 from pgserver import PostgresCluster, find_bindir
 
 from eventstore import EventStore
@@ -50,3 +51,10 @@ def store(store_url: str) -> Iterator[EventStore]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def model_server() -> Iterator[ModelServer]:
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 (see tests/modelserver.py)."""
+    with ModelServer() as server:
+        yield server

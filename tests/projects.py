@@ -61,12 +61,22 @@ def make_project(
 
 
 def agentledger(
-    *args: str, cwd: Path, store: str | None = None, timeout: float = 120, **kwargs: Any
+    *args: str,
+    cwd: Path,
+    store: str | None = None,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``agentledger`` command (stdin closed, no terminal)."""
+    """Run the installed ``agentledger`` command (stdin closed, no terminal); ``env`` adds
+    variables. Provider keys of the calling shell are dropped, so runs stay offline."""
     prefix = ["--store", store] if store else []
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("AGENTLEDGER_STORE", None)
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AGENTLEDGER_STORE", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY")
+    }
+    env = {**base, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [AGENTLEDGER, *prefix, *args],
         cwd=cwd,

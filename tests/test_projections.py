@@ -227,7 +227,7 @@ def recorded(tmp_path: Path, store_url: str) -> tuple[EventStore, str]:
     project = make_project(tmp_path / "proj", iterations=2)
     settings = resolve_settings(project, None, Overrides())
     store = EventStore.open(store_url)
-    result = ExperimentRunner(store).start(prepare(settings))
+    result = ExperimentRunner(store).start(prepare(settings, {}))
     return store, result.experiment_id
 
 
