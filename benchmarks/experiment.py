@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # after the stdlib: no shadowing
+if str(Path(__file__).resolve().parent) not in sys.path:  # imported by another benchmark
+    sys.path.append(str(Path(__file__).resolve().parent))
 
 from common import machine, median, work_dir
 

@@ -53,7 +53,8 @@ SECRET_SUFFIXES = (
 )
 # Cheap pre-check on the lower-cased JSON: no match means nothing needs scrubbing. Broad on
 # purpose (``key`` covers api_key, x-api-key, key=...): a false hit only costs a walk.
-_MARKERS = re.compile(rb"key|auth|passw|secret|token|cookie|bearer|basic |sig")
+# ``tokens`` (plural) is left out: token counts are in every model response, never secrets.
+_MARKERS = re.compile(rb"key|auth|passw|secret|token(?!s)|cookie|bearer|basic |sig")
 # A credential after "Bearer"/"Basic": 8+ token characters with a digit, punctuation or an
 # inner capital, so prose ("basic questions") is left alone while keys and base64 are not.
 _BEARER = re.compile(

@@ -11,6 +11,7 @@ run they pass requests through untouched. Headers are never recorded, so neither
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -256,11 +257,11 @@ class _Call:
 
     def body_read(self, response: httpx2.Response, raw: bytes) -> None:
         """A whole (non-streamed) body arrived: record the completion or the HTTP error."""
-        decoded = httpx2.Response(response.status_code, headers=response.headers, content=raw)
-        try:
-            content = decoded.read()
-        except httpx2.DecodingError:
-            content = raw
+        content = raw
+        if response.headers.get("content-encoding", "identity") != "identity":
+            decoded = httpx2.Response(response.status_code, headers=response.headers, content=raw)
+            with contextlib.suppress(httpx2.DecodingError):
+                content = decoded.read()
         status = response.status_code
         text = content.decode("utf-8", "replace")
         try:

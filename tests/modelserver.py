@@ -12,11 +12,13 @@ on demand, from a queue (``fail_next``) or per request from the ``x-mock-fault``
     stream_error       a streamed answer with an error event after its first chunks
     disconnect         a streamed answer cut off mid-way (connection closed)
 
-Every request is kept in ``requests`` (path, headers, JSON body) for assertions.
+``gzip = True`` compresses whole bodies. Every request is kept in ``requests`` (path, headers, JSON body) for assertions.
 """
 
 from __future__ import annotations
 
+import gzip
+import sys
 import threading
 import time
 from collections import deque
@@ -45,11 +47,13 @@ class ModelServer:
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.hang_seconds = 5.0
+        self.gzip = False
+        """Compress whole (non-streamed) bodies, as api.openai.com does."""
         self.replies: list[str] = []
         self.requests: list[Received] = []
         self._faults: deque[str] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._server.request_queue_size = 1024
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -91,6 +95,14 @@ class ModelServer:
         self.stop()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients hanging up (a closed pool, a cancelled run) is normal here, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -102,6 +114,9 @@ def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
         def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
             self.send_response(status)
             self.send_header("content-type", content_type)
+            if model.gzip:
+                body = gzip.compress(body)
+                self.send_header("content-encoding", "gzip")
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

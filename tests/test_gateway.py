@@ -119,6 +119,17 @@ def test_plain_call_records_request_response_and_usage(
     assert done["status_code"] == 200 and done["latency_ms"] > 0 and done["call_index"] == 0
 
 
+def test_compressed_response_is_recorded_decoded(
+    model_server: ModelServer, ledger: EventStore
+) -> None:
+    model_server.gzip = True
+    with recorded_run(ledger, server_gateway(model_server, ledger)) as ctx:
+        assert ctx.chat("squeeze me") == "squeeze me"
+    (_, _), (kind, done) = events(ledger)
+    assert kind == "ModelCallCompleted"
+    assert done["response"]["choices"][0]["message"]["content"] == "squeeze me"
+
+
 def test_streamed_call_records_every_chunk_in_order(
     model_server: ModelServer, ledger: EventStore
 ) -> None:
