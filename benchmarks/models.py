@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402  (imports follow the sys.path set-up below)
 import argparse
 import shutil
 import sys

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,8 @@ from cli.progress import ProgressDisplay
 
 if TYPE_CHECKING:
     from eventstore.store import EventStore
-    from runner.experiment import ExperimentResult
+    from runner.experiment import ExperimentResult, ExperimentRunner
+    from runner.replay import RecordMode, ReplaySource
 
 LIVE_REFRESH_SECONDS = 5.0
 
@@ -69,6 +71,14 @@ def run() -> None:
     metavar="N|P%",
     help="Failed runs tolerated before exit status 1 [default: 0].",
 )
+@click.option(
+    "--record-mode",
+    default="live",
+    show_default=True,
+    metavar="live|replay|replay-or-live",
+    help="live: call models; replay: answer every call from the last run of this "
+    "experiment's name (a miss fails the run); replay-or-live: call live on a miss.",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (CI).")
 @pass_state
 def experiment(
@@ -85,6 +95,7 @@ def experiment(
     timeout: float | None,
     resume: str | None,
     max_failures: str | None,
+    record_mode: str,
     yes: bool,
 ) -> None:
     """Run every input x iteration of a simulation experiment against the target.
@@ -94,10 +105,9 @@ def experiment(
     experiments/<name>_<YYYYMMDD_HHMMSS>/. Exit 0 when every run succeeded, 1 when
     failed runs exceed --max-failures, 2 on bad input, 130 when interrupted.
     """
-    from runner.client_hook import record_default_clients
     from runner.config import Overrides, find_project_dir, parse_max_failures, resolve_settings
-    from runner.experiment import ExperimentRunner, prepare
-    from runner.models import provider_keys
+    from runner.experiment import prepare
+    from runner.replay import RecordMode
 
     if resume:
         given = {
@@ -113,26 +123,23 @@ def experiment(
         if clash:
             raise UserError(f"--resume runs the plan recorded with the experiment; drop {clash[0]}")
     allowed = parse_max_failures(max_failures or "0")
-    project_dir = find_project_dir(project, root, Path.cwd())
-    env = load_env(project_dir)
-    store = state.open_store(project_dir)
-    for key in provider_keys(env):
-        store.redactor.add_secret(key)
-    live = _LiveRefresher(store)
-    display = ProgressDisplay(interactive=sys.stderr.isatty(), on_started=live.attach)
-    cleanup = contextlib.ExitStack()
-    try:
-        # Held from target import on, so clients an agent builds at module level record too.
-        cleanup.enter_context(record_default_clients(store.redactor))
-        runner = ExperimentRunner(
-            store, display, handle_signals=True, on_second_interrupt=_hard_exit
+    mode = RecordMode.parse(record_mode)
+    if resume and mode is not RecordMode.LIVE:
+        raise UserError(
+            "--resume continues with the experiment's own record mode; drop --record-mode"
         )
+    project_dir = find_project_dir(project, root, Path.cwd())
+    with RecordedRun(state, project_dir) as session:
         if resume:
             from projections.catalog import resolve_experiment
 
-            experiment_id = resolve_experiment(store, resume).experiment_id
-            with live:
-                result = runner.resume(experiment_id, env, parallel=parallel)
+            experiment_id = resolve_experiment(session.store, resume).experiment_id
+            source = _recording_of(session.store, experiment_id)
+            result = session.run(
+                lambda runner: runner.resume(
+                    experiment_id, session.env, parallel=parallel, replay=source
+                )
+            )
         else:
             overrides = Overrides(
                 iterations=iterations,
@@ -144,23 +151,116 @@ def experiment(
                 experiment_name=experiment_name,
                 max_failures=allowed,
             )
-            prepared = prepare(resolve_settings(project_dir, config_file, overrides, env), env)
+            settings = resolve_settings(project_dir, config_file, overrides, session.env)
+            source = None
+            if mode is not RecordMode.LIVE:
+                source = _recording_for(session.store, settings.name, mode)
+            prepared = prepare(settings, session.env, offline=mode is RecordMode.REPLAY)
             plan = prepared.plan
             persona_note = f" (personas: {', '.join(plan.personas)})" if plan.personas else ""
+            replay_note = f", {mode.value} from {source.experiment_id}" if source else ""
             click.echo(
                 f"Plan: {len(plan.inputs)} inputs x {plan.iterations} iterations{persona_note}"
                 f" = {plan.total_runs} runs, parallel {prepared.settings.parallel},"
-                f" model {prepared.settings.model.label}"
+                f" model {prepared.settings.model.label}{replay_note}"
             )
             if not yes and sys.stdin.isatty() and sys.stdout.isatty():
                 click.confirm("Start the experiment?", default=True, abort=True)
-            with live:
-                result = runner.start(prepared)
-        display.close()
-        _report_end(store, result, allowed)
-    finally:
-        cleanup.close()
-        store.close()
+            result = session.run(lambda runner: runner.start(prepared, replay=source))
+        session.finish(result)
+        _check_failures(result, allowed)
+
+
+def _recording_for(store: EventStore, name: str, mode: RecordMode) -> ReplaySource:
+    from runner.rerun import latest_named, load_source
+
+    source_id = latest_named(store, name)
+    if source_id is None:
+        raise UserError(
+            f"--record-mode {mode.value}: no earlier experiment named {name!r} in the store "
+            "to answer from; run it once with --record-mode live"
+        )
+    return load_source(store, source_id, mode)
+
+
+def _recording_of(store: EventStore, experiment_id: str) -> ReplaySource | None:
+    """The recording a replayed experiment answers from, to resume it the same way."""
+    from runner.replay import RecordMode
+    from runner.rerun import load_source, recorded_start
+
+    started = recorded_start(store, experiment_id)
+    if started.replay_of is None:
+        return None
+    return load_source(store, started.replay_of, RecordMode(started.record_mode))
+
+
+class RecordedRun:
+    """The frame of every command that executes an experiment: the store (with the
+    provider keys registered as secrets), the hook that records agents' own clients,
+    progress, the live report, and the final report and exit on interruption."""
+
+    def __init__(self, state: AppState, project_dir: Path) -> None:
+        self.env = load_env(project_dir)
+        self.store = state.open_store(project_dir)
+        from runner.models import provider_keys
+
+        for key in provider_keys(self.env):
+            self.store.redactor.add_secret(key)
+        self._live = _LiveRefresher(self.store)
+        self._display = ProgressDisplay(
+            interactive=sys.stderr.isatty(), on_started=self._live.attach
+        )
+        self._cleanup = contextlib.ExitStack()
+
+    def __enter__(self) -> RecordedRun:
+        from runner.client_hook import record_default_clients
+
+        # Held from target import on, so clients an agent builds at module level record too.
+        self._cleanup.enter_context(record_default_clients(self.store.redactor))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cleanup.close()
+        self.store.close()
+
+    def run(self, execute: Callable[[ExperimentRunner], ExperimentResult]) -> ExperimentResult:
+        """Execute with a runner that draws progress and keeps the output folder current."""
+        from runner.experiment import ExperimentRunner
+
+        runner = ExperimentRunner(
+            self.store, self._display, handle_signals=True, on_second_interrupt=_hard_exit
+        )
+        with self._live:
+            return execute(runner)
+
+    def finish(self, result: ExperimentResult) -> None:
+        """Write the final report from the log and print where it is; exit 130 if the
+        experiment was interrupted."""
+        from projections.report import load_report
+        from projections.writers import write_report
+
+        self._display.close()
+        write_report(load_report(self.store, result.experiment_id), result.output_dir)
+        finished = result.successful + result.failed
+        rate = f"{result.successful / finished:.1%}" if finished else "n/a"
+        click.echo(
+            f"Runs: {finished}/{result.total}  ok: {result.successful}  failed: {result.failed}"
+            f"  success rate: {rate}"
+        )
+        click.echo(f"Output: {result.output_dir}")
+        click.echo(f"Experiment: {result.experiment_id}")
+        if result.interrupted:
+            click.echo(
+                "Interrupted: resume with agentledger run experiment --resume "
+                f"{result.experiment_id}",
+                err=True,
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+                # A sync agent thread that cannot be stopped would hold the exit open.
+                os._exit(EXIT_INTERRUPTED)
+            click.get_current_context().exit(EXIT_INTERRUPTED)
 
 
 def load_env(project_dir: Path) -> dict[str, str]:
@@ -216,38 +316,14 @@ class _LiveRefresher:
         self._thread.join()
 
 
-def _report_end(store: EventStore, result: ExperimentResult, max_failures: str) -> None:
-    """Write the final report from the log, print the summary, and pick the exit status."""
-    from projections.report import load_report
-    from projections.writers import write_report
+def _check_failures(result: ExperimentResult, max_failures: str) -> None:
+    """Exit 1 when more runs failed than ``--max-failures`` allows."""
     from runner.config import failures_allowed
 
-    report = load_report(store, result.experiment_id)
-    write_report(report, result.output_dir)
-    finished = result.successful + result.failed
-    rate = f"{result.successful / finished:.1%}" if finished else "n/a"
-    click.echo(
-        f"Runs: {finished}/{result.total}  ok: {result.successful}  failed: {result.failed}"
-        f"  success rate: {rate}"
-    )
-    click.echo(f"Output: {result.output_dir}")
-    click.echo(f"Experiment: {result.experiment_id}")
-    ctx = click.get_current_context()
-    if result.interrupted:
-        click.echo(
-            f"Interrupted: resume with agentledger run experiment --resume {result.experiment_id}",
-            err=True,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
-            # A sync agent thread that cannot be stopped would hold the exit open.
-            os._exit(EXIT_INTERRUPTED)
-        ctx.exit(EXIT_INTERRUPTED)
     allowed = failures_allowed(max_failures, result.total)
     if result.failed > allowed:
         click.echo(
             f"{result.failed} run(s) failed, more than --max-failures {max_failures} allows",
             err=True,
         )
-        ctx.exit(EXIT_FAILED_BAR)
+        click.get_current_context().exit(EXIT_FAILED_BAR)

@@ -124,6 +124,8 @@ class ExperimentPlan(BaseModel):
     iterations: int
     personas: list[str] = Field(default_factory=list)
     total_runs: int
+    only_slots: list[int] | None = None
+    """Run only these slot numbers (replaying one trace), in plan order."""
 
 
 @register
@@ -302,6 +304,15 @@ class ObservationRecorded(Payload):
 
 
 @register
+class ValueRecorded(Payload):
+    """A value a run read from the outside world (``ctx.now()``, ``ctx.uuid()``), kept so
+    a replay returns the same."""
+
+    kind: Literal["now", "uuid"]
+    value: str
+
+
+@register
 class SupervisorDecided(Payload):
     turn_index: int
     decision: Literal["continue", "stop"]
@@ -341,6 +352,8 @@ class TraceFailed(Payload):
     conversation_state: str | None = None
     termination_reason: str | None = None
     attempts: int = 1
+    divergence: JsonDict | None = None
+    """Replay only: where the run first stopped matching its recording."""
 
 
 # --- production capture and chat sessions ------------------------------------------------

@@ -268,6 +268,8 @@ class TraceFold:
             "reason": data.get("reason", "exception"),
             "traceback": data.get("traceback"),
         }
+        if data.get("divergence"):
+            self.error["divergence"] = data["divergence"]
         # An interrupted run is not final: it stays "running" until resumed or rebuilt.
         self.status = "interrupted" if data.get("reason") == "interrupted" else "failed"
 

@@ -12,15 +12,18 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventstore.envelope import utc_now
-from eventstore.payloads import ObservationRecorded, Payload
+from eventstore.payloads import ObservationRecorded, Payload, ValueRecorded
 from eventstore.store import AppendRequest
 from runner.errors import ModelConfigError
+from runner.replay import Divergence, ReplayState, is_missing
 from runner.writer import BatchWriter, Callback
 
 if TYPE_CHECKING:
@@ -91,6 +94,7 @@ class RunContext:
         metadata: Mapping[str, Any],
         seed: int,
         gateway: ModelGateway | None = None,
+        replay: ReplayState | None = None,
     ) -> None:
         self.trace_id = trace_id
         self.experiment_id = experiment_id
@@ -106,6 +110,9 @@ class RunContext:
         self._ids = itertools.count(1)
         self._calls = itertools.count()
         self._gateway = gateway
+        self._replay = replay
+        self.divergence: Divergence | None = None
+        """The first point where a replayed run stopped matching its recording."""
 
     # --- models ---------------------------------------------------------------------------
 
@@ -145,6 +152,39 @@ class RunContext:
             **gateway.chat_request(prompt, system, params)
         )
         return response.choices[0].message.content or ""
+
+    # --- the outside world, recorded ------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The current UTC time, recorded; a replay gets the recorded times in order."""
+        text = self._outside("now", utc_now)
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    def uuid(self) -> str:
+        """A fresh UUID (hex string), recorded; a replay gets the recorded ids in order."""
+        return self._outside("uuid", lambda: uuid.uuid4().hex)
+
+    def _outside(self, kind: str, read: Callable[[], str]) -> str:
+        if self._replay is not None:
+            value = self._replay.book.value(kind)
+            if not is_missing(value):
+                self.record_event(ValueRecorded(kind=kind, value=value))  # type: ignore[arg-type]
+                return str(value)
+        value = read()
+        self.record_event(ValueRecorded(kind=kind, value=value))  # type: ignore[arg-type]
+        return value
+
+    # --- the recording transport's side ---------------------------------------------------
+
+    @property
+    def replay(self) -> ReplayState | None:
+        """The recording this run is answered from, when it is a replay."""
+        return self._replay
+
+    def diverge(self, divergence: Divergence) -> None:
+        """Note where the replay first stopped matching (later divergences follow from it)."""
+        if self.divergence is None:
+            self.divergence = divergence
 
     def next_call_index(self) -> int:
         """Number the next model call of this trace (from 0); used by the recorder."""

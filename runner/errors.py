@@ -6,7 +6,8 @@ AgentLedgerError (eventstore.errors)
     ├── InputsError              the inputs file is missing, malformed or filtered to nothing
     ├── TargetError              the ``module:function`` target cannot be imported or called
     ├── ResumeError              an experiment cannot be resumed (unknown, finished, changed)
-    └── ModelConfigError         a model spec, sampling parameter or provider key is invalid
+    ├── ModelConfigError         a model spec, sampling parameter or provider key is invalid
+    └── ReplayError              a replay cannot be set up (unknown experiment or trace, mode)
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class ResumeError(RunnerError):
 
 class ModelConfigError(RunnerError):
     """A model spec, sampling parameter, or provider key is invalid or missing."""
+
+
+class ReplayError(RunnerError):
+    """A replay cannot be set up as asked."""

@@ -49,8 +49,9 @@ from runner.config import ExperimentSettings
 from runner.context import RunContext, TraceRecorder, jsonable
 from runner.errors import ResumeError
 from runner.gateway import ModelGateway
-from runner.models import Endpoint, endpoint
-from runner.plan import Slot, build_plan, iter_slots
+from runner.models import Endpoint, endpoint, offline_endpoint
+from runner.plan import Slot, build_plan, iter_slots, slot_key
+from runner.replay import RecordMode, ReplaySource
 from runner.targets import Target, load_target
 from runner.writer import BatchWriter
 
@@ -97,17 +98,21 @@ class PreparedExperiment:
     endpoint: Endpoint
 
 
-def _load_target(settings: ExperimentSettings) -> Target:
+def load_experiment_target(settings: ExperimentSettings) -> Target:
+    """Import the settings' target with the project's search paths."""
     search = [settings.project_dir, settings.working_directory, *settings.python_path]
     return load_target(settings.target, list(dict.fromkeys(search)))
 
 
-def prepare(settings: ExperimentSettings, env: Mapping[str, str]) -> PreparedExperiment:
+def prepare(
+    settings: ExperimentSettings, env: Mapping[str, str], *, offline: bool = False
+) -> PreparedExperiment:
     """Resolve the model's endpoint (a missing key fails here), load the plan and import the
-    target, so bad input fails before anything runs. ``env`` holds the provider keys."""
-    model_endpoint = endpoint(settings.model, env)
+    target, so bad input fails before anything runs. ``env`` holds the provider keys;
+    ``offline`` (a pure replay) needs none."""
+    model_endpoint = offline_endpoint(settings.model) if offline else endpoint(settings.model, env)
     plan = build_plan(settings)
-    return PreparedExperiment(settings, plan, _load_target(settings), model_endpoint)
+    return PreparedExperiment(settings, plan, load_experiment_target(settings), model_endpoint)
 
 
 def slot_seed(seed: int, slot: int) -> int:
@@ -163,6 +168,7 @@ class _Outcome:
     traceback: str | None = None
     reason: str = "exception"
     duration_ms: float = 0.0
+    divergence: dict[str, Any] | None = None
 
 
 @dataclass
@@ -171,6 +177,7 @@ class _Run:
 
     result: ExperimentResult
     gateway: ModelGateway
+    replay: ReplaySource | None = None
     stopping: bool = False
     interrupts: int = 0
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -201,8 +208,10 @@ class ExperimentRunner:
         *,
         experiment_id: str | None = None,
         now: datetime | None = None,
+        replay: ReplaySource | None = None,
     ) -> ExperimentResult:
-        """Record ``ExperimentStarted``, run every slot, and record how it ended."""
+        """Record ``ExperimentStarted``, run every slot, and record how it ended. With
+        ``replay``, model calls are answered from that experiment's recording."""
         settings = prepared.settings
         experiment_id = experiment_id or uuid.uuid4().hex[:12]
         moment = now or datetime.now(UTC)
@@ -217,6 +226,8 @@ class ExperimentRunner:
                     plan=prepared.plan,
                     seed=settings.seed,
                     output_dir=str(output_dir),
+                    replay_of=replay.experiment_id if replay else None,
+                    record_mode=replay.mode.value if replay else RecordMode.LIVE.value,
                 )
             ],
             expected_version=NO_STREAM,
@@ -226,10 +237,15 @@ class ExperimentRunner:
             experiment_id, settings.name, output_dir, prepared.plan.total_runs
         )
         slots = iter_slots(experiment_id, prepared.plan)
-        return self._execute(prepared, result, slots, heads={}, done=0)
+        return self._execute(prepared, result, slots, heads={}, done=0, replay=replay)
 
     def resume(
-        self, experiment_id: str, env: Mapping[str, str], *, parallel: int | None = None
+        self,
+        experiment_id: str,
+        env: Mapping[str, str],
+        *,
+        parallel: int | None = None,
+        replay: ReplaySource | None = None,
     ) -> ExperimentResult:
         """Run the slots of an unfinished experiment that have no finished trace, then
         complete it (same id, same output folder)."""
@@ -246,8 +262,12 @@ class ExperimentRunner:
         if parallel is not None:
             settings = settings.model_copy(update={"parallel": parallel})
         plan = started.plan
+        offline = replay is not None and replay.mode is RecordMode.REPLAY
+        model_endpoint = (
+            offline_endpoint(settings.model) if offline else endpoint(settings.model, env)
+        )
         prepared = PreparedExperiment(
-            settings, plan, _load_target(settings), endpoint(settings.model, env)
+            settings, plan, load_experiment_target(settings), model_endpoint
         )
         finished = self._finished_traces(experiment_id)
         heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
@@ -262,7 +282,9 @@ class ExperimentRunner:
             [ExperimentResumed(experiment_id=experiment_id, remaining=len(remaining))],
             metadata={"correlation_id": experiment_id},
         )
-        return self._execute(prepared, result, iter(remaining), heads=heads, done=len(finished))
+        return self._execute(
+            prepared, result, iter(remaining), heads=heads, done=len(finished), replay=replay
+        )
 
     def _finished_traces(self, experiment_id: str) -> dict[str, bool]:
         """Trace id -> succeeded, for every trace whose last outcome is final (an
@@ -290,12 +312,13 @@ class ExperimentRunner:
         *,
         heads: dict[str, tuple[int, str]],
         done: int,
+        replay: ReplaySource | None = None,
     ) -> ExperimentResult:
         settings = prepared.settings
         self._listener.started(result.experiment_id, result.output_dir, result.total, done)
         writer = BatchWriter(self._store)
         gateway = ModelGateway(settings.model, prepared.endpoint, self._store.redactor)
-        run = _Run(result, gateway)
+        run = _Run(result, gateway, replay)
         previous_cwd = os.getcwd()
         pool = ThreadPoolExecutor(
             max_workers=settings.parallel * 2 + 4, thread_name_prefix="agentledger-run"
@@ -416,6 +439,7 @@ class ExperimentRunner:
             metadata=item.metadata,
             seed=seed,
             gateway=run.gateway,
+            replay=run.replay.state_for(slot_key(slot)) if run.replay else None,
         )
         if settings.parallel == 1:
             # One run at a time: the global random module can be seeded per slot too.
@@ -428,6 +452,7 @@ class ExperimentRunner:
             except asyncio.CancelledError:
                 recorder.record(_interrupted(attempt, "while this run was going"))
                 return
+            outcome = _check_replay(ctx, outcome)
             if outcome.ok:
                 recorder.record(
                     TraceCompleted(
@@ -435,7 +460,8 @@ class ExperimentRunner:
                     )
                 )
                 break
-            if attempt <= settings.max_retries and not run.stopping:
+            retryable = outcome.reason != "divergence" and not run.stopping
+            if attempt <= settings.max_retries and retryable:
                 wait = min(settings.retry_backoff_seconds * 2 ** (attempt - 1), 30.0)
                 recorder.record(
                     TraceAttemptFailed(
@@ -460,6 +486,7 @@ class ExperimentRunner:
                     reason=outcome.reason,
                     duration_ms=outcome.duration_ms,
                     attempts=attempt,
+                    divergence=outcome.divergence,
                 )
             )
             break
@@ -555,6 +582,30 @@ class ExperimentRunner:
             ],
             metadata=meta,
         )
+
+
+def _check_replay(ctx: RunContext, outcome: _Outcome) -> _Outcome:
+    """A replayed run that left its recording fails with the first divergence, whatever
+    the agent made of the refused call; in ``replay`` mode so does one that made fewer
+    calls than were recorded."""
+    state = ctx.replay
+    if state is None:
+        return outcome
+    if ctx.divergence is None and outcome.ok and state.mode is RecordMode.REPLAY:
+        missing = state.book.unused()
+        if missing is not None:
+            ctx.diverge(missing)
+    if ctx.divergence is None:
+        return outcome
+    return _Outcome(
+        False,
+        output=outcome.output,
+        error_type="ReplayDivergence",
+        error_message=ctx.divergence.message(),
+        reason="divergence",
+        duration_ms=outcome.duration_ms,
+        divergence=ctx.divergence.as_dict(),
+    )
 
 
 def _interrupted(attempt: int, when: str) -> TraceFailed:

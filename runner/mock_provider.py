@@ -241,7 +241,7 @@ class MockModelTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             )
         events = b"".join(sse_event(c) for c in stream_chunks(body, done)) + sse_event("[DONE]")
         return httpx2.Response(
-            200, stream=_Events(events), headers={"content-type": "text/event-stream"}
+            200, stream=EventStreamBody(events), headers={"content-type": "text/event-stream"}
         )
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -251,15 +251,21 @@ class MockModelTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         return self.respond(request, await request.aread())
 
 
-class _Events(httpx2.SyncByteStream, httpx2.AsyncByteStream):
-    """An SSE body, one event per read, for sync and async clients alike."""
+class EventStreamBody(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """An SSE body, one event per read, for sync and async clients alike; ``error`` is
+    raised after the last event (a connection lost mid-stream)."""
 
-    def __init__(self, content: bytes) -> None:
+    def __init__(self, content: bytes, error: Exception | None = None) -> None:
         self._events = [part + b"\n\n" for part in content.split(b"\n\n") if part]
+        self._error = error
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._events
+        if self._error is not None:
+            raise self._error
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for event in self._events:
             yield event
+        if self._error is not None:
+            raise self._error

@@ -185,6 +185,14 @@ def _is_loopback(url: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1")
 
 
+def offline_endpoint(spec: ModelSpec) -> Endpoint:
+    """An endpoint for a replay that never goes live: no key is needed or used."""
+    if spec.provider == "mock":
+        return Endpoint(base_url=MOCK_BASE_URL, api_key=MOCK_API_KEY)
+    default_url = _PROVIDER_URLS[spec.provider][1]
+    return Endpoint(base_url=spec.base_url or default_url, api_key="replay-offline-no-key")
+
+
 def endpoint(spec: ModelSpec, env: Mapping[str, str], *, api_key: str | None = None) -> Endpoint:
     """Resolve the base URL and key of ``spec``: ``api_key`` (a flag), then the spec, then
     the provider's environment variable. A local server (localhost) needs no key."""

@@ -112,11 +112,18 @@ def trace_id_for(experiment_id: str, slot: int, total: int) -> str:
 
 
 def iter_slots(experiment_id: str, plan: ExperimentPlan) -> Iterator[Slot]:
-    """Every slot of ``plan``, in plan order, without materialising them."""
+    """Every slot of ``plan`` (or its ``only_slots``), in plan order, without
+    materialising them."""
+    full = len(plan.inputs) * plan.iterations
+    wanted = set(plan.only_slots) if plan.only_slots is not None else None
     number = 0
     for item in plan.inputs:
         for iteration in range(plan.iterations):
-            yield Slot(
-                number, trace_id_for(experiment_id, number, plan.total_runs), item, iteration
-            )
+            if wanted is None or number in wanted:
+                yield Slot(number, trace_id_for(experiment_id, number, full), item, iteration)
             number += 1
+
+
+def slot_key(slot: Slot) -> tuple[str, str | None, int]:
+    """What a slot runs: (input, persona, iteration)."""
+    return (slot.input.input, slot.input.persona, slot.iteration)

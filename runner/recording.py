@@ -15,7 +15,8 @@ import contextlib
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import httpx2
 import orjson
@@ -23,19 +24,47 @@ import orjson
 from eventstore.payloads import ModelCallCompleted, ModelCallFailed, ModelCallStarted, Payload
 from eventstore.redaction import Redactor
 from runner.fingerprint import endpoint_of, fingerprint
+from runner.mock_provider import EventStreamBody, error_body, sse_event
+from runner.replay import Divergence, RecordedCall, RecordMode, ReplayState
 
 JsonDict = dict[str, Any]
 _BODY_LIMIT = 4000  # characters of an error body kept in ModelCallFailed
 
 
 class CallSink(Protocol):
-    """What a run offers the transport: its trace, call numbering, and its event stream."""
+    """What a run offers the transport: its trace, call numbering, its event stream, and
+    (when it replays) the recording to answer from."""
 
     trace_id: str
+
+    @property
+    def replay(self) -> ReplayState | None: ...
 
     def next_call_index(self) -> int: ...
 
     def record_event(self, *payloads: Payload) -> None: ...
+
+    def diverge(self, divergence: Divergence) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A request body read once: redacted, with its endpoint and fingerprint."""
+
+    body: Any
+    endpoint: str
+    fingerprint: str
+
+
+def _parse(request: httpx2.Request, content: bytes, redactor: Redactor) -> _Parsed:
+    try:
+        body: Any = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:
+        body = {"unparsed_body": content.decode("utf-8", "replace")}
+    if redactor.needs_scrub(content):
+        body = redactor.scrub(body)
+    endpoint = endpoint_of(request.url.path)
+    return _Parsed(body, endpoint, fingerprint(endpoint, body))
 
 
 def active_sink() -> CallSink | None:
@@ -140,19 +169,15 @@ class _Call:
         sink: CallSink,
         provider: str,
         request: httpx2.Request,
-        content: bytes,
+        parsed: _Parsed,
         redactor: Redactor,
+        source: Literal["live", "replay"],
     ) -> None:
         self._sink = sink
         self._finished = False
-        try:
-            body: Any = orjson.loads(content) if content else {}
-        except orjson.JSONDecodeError:
-            body = {"unparsed_body": content.decode("utf-8", "replace")}
-        if redactor.needs_scrub(content):
-            body = redactor.scrub(body)
+        self.source: Literal["live", "replay"] = source
+        body = parsed.body
         self.stream = isinstance(body, dict) and bool(body.get("stream"))
-        endpoint = endpoint_of(request.url.path)
         self.index = sink.next_call_index()
         self.call_id = f"{sink.trace_id}:model:{self.index}"
         self.attempt = _attempt(request)
@@ -164,9 +189,10 @@ class _Call:
                 provider=provider,
                 model=body.get("model") if isinstance(body, dict) else None,
                 request=body if isinstance(body, dict) else {"body": body},
-                fingerprint=fingerprint(endpoint, body),
+                fingerprint=parsed.fingerprint,
+                source=source,
                 stream=self.stream,
-                endpoint=endpoint,
+                endpoint=parsed.endpoint,
                 url=url,
                 attempt=self.attempt,
             )
@@ -197,6 +223,7 @@ class _Call:
                 error_message=str(exc) or kind,
                 chunks=chunks,
                 latency_ms=self._latency(),
+                source=self.source,
                 attempt=self.attempt,
             )
         )
@@ -235,6 +262,7 @@ class _Call:
                     error_message=str(message or error.get("malformed")),
                     chunks=chunks,
                     latency_ms=self._latency(),
+                    source=self.source,
                     attempt=self.attempt,
                 )
             )
@@ -251,6 +279,7 @@ class _Call:
                 latency_ms=self._latency(),
                 first_chunk_ms=self._first_chunk,
                 truncated=truncated and not self._parser.done,
+                source=self.source,
                 attempts=self.attempt,
             )
         )
@@ -285,6 +314,7 @@ class _Call:
                     error_message=message,
                     body=text[:_BODY_LIMIT],
                     latency_ms=self._latency(),
+                    source=self.source,
                     attempt=self.attempt,
                 )
             )
@@ -297,6 +327,7 @@ class _Call:
                 response=body,
                 usage=body.get("usage"),
                 latency_ms=self._latency(),
+                source=self.source,
                 attempts=self.attempt,
             )
         )
@@ -308,6 +339,71 @@ def _attempt(request: httpx2.Request) -> int:
         return int(request.headers.get("x-stainless-retry-count", "0")) + 1
     except ValueError:
         return 1
+
+
+def _route(
+    sink: CallSink, provider: str, request: httpx2.Request, parsed: _Parsed, redactor: Redactor
+) -> tuple[_Call, RecordedCall | None, httpx2.Response | None]:
+    """Start recording the call and pick who answers it: a recording (replay), a refusal
+    (a replay miss, which diverges the run), or the live transport (both None)."""
+    state = sink.replay
+    if state is None:
+        return _Call(sink, provider, request, parsed, redactor, "live"), None, None
+    recorded = state.book.take(parsed.fingerprint)
+    if recorded is not None and recorded.outcome:
+        return _Call(sink, provider, request, parsed, redactor, "replay"), recorded, None
+    if state.mode is RecordMode.REPLAY_OR_LIVE:
+        return _Call(sink, provider, request, parsed, redactor, "live"), None, None
+    call = _Call(sink, provider, request, parsed, redactor, "replay")
+    divergence = state.book.miss(call.index, parsed.endpoint, parsed.body)
+    sink.diverge(divergence)
+    # A 400 is not retried by the openai client: the agent sees one clear error.
+    refusal = httpx2.Response(
+        400,
+        content=error_body(400, divergence.message(), "ReplayDivergence"),
+        headers={"content-type": "application/json"},
+    )
+    return call, None, refusal
+
+
+def replayed_response(recorded: RecordedCall, request: httpx2.Request) -> httpx2.Response:
+    """The response a recorded call got, served again (streams chunk by chunk); a call
+    that ended without a response raises the same kind of transport error."""
+    data = recorded.data
+    status = data.get("status_code")
+    chunks = data.get("chunks")
+    if chunks is not None and (status or 200) < 400:
+        body = b"".join(sse_event(c["malformed"] if set(c) == {"malformed"} else c) for c in chunks)
+        ended = recorded.outcome == "ModelCallCompleted" or data.get("error_type") in (
+            "StreamError",
+            "MalformedChunk",
+        )
+        error = None if ended else httpx2.RemoteProtocolError(data.get("error_message", ""))
+        if recorded.outcome == "ModelCallCompleted":
+            body += sse_event("[DONE]")
+        return httpx2.Response(
+            status or 200,
+            headers={"content-type": "text/event-stream"},
+            stream=EventStreamBody(body, error),
+            request=request,
+        )
+    if recorded.outcome == "ModelCallCompleted":
+        return httpx2.Response(
+            status or 200,
+            headers={"content-type": "application/json"},
+            content=orjson.dumps(data.get("response")),
+            request=request,
+        )
+    if status is not None:
+        # retry-after-ms: the client's own retry of a recorded 429/5xx need not wait.
+        return httpx2.Response(
+            status,
+            headers={"content-type": "application/json", "retry-after-ms": "1"},
+            content=(data.get("body") or "").encode(),
+            request=request,
+        )
+    kind = httpx2.ReadTimeout if data.get("error_type") == "Timeout" else httpx2.ConnectError
+    raise kind(data.get("error_message", "recorded transport error"), request=request)
 
 
 def _rebuilt(response: httpx2.Response, request: httpx2.Request, stream: Any) -> httpx2.Response:
@@ -335,9 +431,15 @@ class RecordingTransport(httpx2.BaseTransport):
         if sink is None:
             return self._inner.handle_request(request)
         provider = self._provider or provider_of(request.url)
-        call = _Call(sink, provider, request, request.read(), self._redactor)
+        parsed = _parse(request, request.read(), self._redactor)
+        call, recorded, response = _route(sink, provider, request, parsed, self._redactor)
         try:
-            response = self._inner.handle_request(request)
+            if response is None:
+                response = (
+                    replayed_response(recorded, request)
+                    if recorded is not None
+                    else self._inner.handle_request(request)
+                )
         except Exception as exc:
             call.failed(exc)
             raise
@@ -373,9 +475,15 @@ class AsyncRecordingTransport(httpx2.AsyncBaseTransport):
         if sink is None:
             return await self._inner.handle_async_request(request)
         provider = self._provider or provider_of(request.url)
-        call = _Call(sink, provider, request, await request.aread(), self._redactor)
+        parsed = _parse(request, await request.aread(), self._redactor)
+        call, recorded, response = _route(sink, provider, request, parsed, self._redactor)
         try:
-            response = await self._inner.handle_async_request(request)
+            if response is None:
+                response = (
+                    replayed_response(recorded, request)
+                    if recorded is not None
+                    else await self._inner.handle_async_request(request)
+                )
         except Exception as exc:
             call.failed(exc)
             raise

@@ -12,7 +12,8 @@ on demand, from a queue (``fail_next``) or per request from the ``x-mock-fault``
     stream_error       a streamed answer with an error event after its first chunks
     disconnect         a streamed answer cut off mid-way (connection closed)
 
-``gzip = True`` compresses whole bodies. Every request is kept in ``requests`` (path, headers, JSON body) for assertions.
+``gzip = True`` compresses whole bodies. Every request is kept in ``requests`` (path,
+headers, JSON body) for assertions.
 """
 
 from __future__ import annotations

@@ -217,3 +217,21 @@ def test_example_value_follows_the_schema() -> None:
         },
     }
     assert example_value(schema, "t") == {"tags": ["t"], "kind": "a", "score": 1.0}
+
+
+def test_identical_requests_get_their_recorded_answers_in_sequence() -> None:
+    from runner.replay import RecordedCall, ReplayBook
+
+    book = ReplayBook(
+        "t",
+        [
+            RecordedCall(0, "same", "chat/completions", {}, "ModelCallCompleted", {"n": 1}),
+            RecordedCall(1, "other", "chat/completions", {}, "ModelCallCompleted", {"n": 2}),
+            RecordedCall(2, "same", "chat/completions", {}, "ModelCallCompleted", {"n": 3}),
+        ],
+    )
+    first, second = book.take("same"), book.take("same")
+    assert (first and first.data, second and second.data) == ({"n": 1}, {"n": 3})
+    assert book.take("same") is None
+    missing = book.unused()
+    assert missing is not None and "recorded call #1 was never made" in missing.reason
