@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,10 +44,23 @@ def _resolve_target(store: EventStore, ref: str) -> tuple[str, int | None]:
     help="replay: answer every model call from the log, a miss fails the run; "
     "replay-or-live: call the live model on a miss and record it.",
 )
+@click.option(
+    "--project",
+    "project",
+    metavar="DIR",
+    help="Where the project is now, if it moved since it was recorded [default: recorded].",
+)
 @click.option("--parallel", type=click.IntRange(min=1, max=4096), help="Runs in flight at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON lines.")
 @pass_state
-def replay(state: AppState, target: str, mode: str, parallel: int | None, as_json: bool) -> None:
+def replay(
+    state: AppState,
+    target: str,
+    mode: str,
+    project: str | None,
+    parallel: int | None,
+    as_json: bool,
+) -> None:
     """Re-run a recorded experiment (or one trace) with its recorded inputs, seeds and
     model answers, as a new experiment linked by replay_of, and report per run whether it
     came out identical, changed its output, or diverged from the recording.
@@ -64,19 +78,28 @@ def replay(state: AppState, target: str, mode: str, parallel: int | None, as_jso
     probe = state.open_store(Path.cwd())
     try:
         experiment_id, slot = _resolve_target(probe, target)
-        project_dir = Path(recorded_start(probe, experiment_id).config["project_dir"])
+        recorded_dir = Path(recorded_start(probe, experiment_id).config["project_dir"])
     finally:
         probe.close()
+    moved_to = Path(project).resolve() if project else None
+    if moved_to is not None and not moved_to.is_dir():
+        raise UserError(f"--project {project}: not a directory")
+    project_dir = moved_to or recorded_dir
     if record_mode is RecordMode.REPLAY:
         # Nothing goes live, but agents that build openai.OpenAI() need a key to construct it.
         os.environ.setdefault("OPENAI_API_KEY", "replay-offline-no-key")
     with RecordedRun(state, Path.cwd()) as session:
         prepared, source = prepare_replay(
-            session.store, experiment_id, session.env, record_mode, slot=slot
+            session.store,
+            experiment_id,
+            session.env,
+            record_mode,
+            slot=slot,
+            project_dir=moved_to,
         )
         if parallel is not None:
             settings = prepared.settings.model_copy(update={"parallel": parallel})
-            prepared = type(prepared)(settings, prepared.plan, prepared.target, prepared.endpoint)
+            prepared = dataclasses.replace(prepared, settings=settings)
         what = f"run {slot} of " if slot is not None else ""
         click.echo(
             f"Replaying {what}experiment {experiment_id} ({prepared.plan.total_runs} runs, "

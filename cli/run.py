@@ -155,7 +155,9 @@ def experiment(
             source = None
             if mode is not RecordMode.LIVE:
                 source = _recording_for(session.store, settings.name, mode)
-            prepared = prepare(settings, session.env, offline=mode is RecordMode.REPLAY)
+            prepared = prepare(
+                settings, session.env, offline=mode is RecordMode.REPLAY, store=session.store
+            )
             plan = prepared.plan
             persona_note = f" (personas: {', '.join(plan.personas)})" if plan.personas else ""
             replay_note = f", {mode.value} from {source.experiment_id}" if source else ""

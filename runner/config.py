@@ -57,7 +57,19 @@ class OutputConfig(_Strict):
 class ReplayArgsConfig(_Strict):
     enabled: bool = False
     recording_file: str | None = None
+    """FluxLoop's JSON-lines recording; without it, ``ArgsRecorded`` events in the store."""
     override_param_path: str | None = None
+    secrets_from_env: dict[str, str] = Field(default_factory=dict)
+    """agentledger extension: argument path -> environment variable holding the value of an
+    argument recorded masked (default ``AGENTLEDGER_ARG_<PATH>``)."""
+
+
+class ReplayArgsSettings(_Strict):
+    """Argument replay as resolved: where the recordings are and where the input goes."""
+
+    recording_file: str | None = None
+    override_param_path: str
+    secrets_from_env: dict[str, str] = Field(default_factory=dict)
 
 
 class SupervisorMetadata(_Strict):
@@ -170,6 +182,7 @@ class ExperimentSettings(_Strict):
     save_traces: bool = True
     service_context: str | None = None
     model: ModelSpec
+    replay_args: ReplayArgsSettings | None = None
 
 
 class Overrides(BaseModel):
@@ -303,16 +316,31 @@ def _check_not_yet_supported(sim: SimulationConfig, path: Path) -> None:
             f"{path}: 'multi_turn.enabled' is true but multi-turn experiments are not "
             "available in this agentledger yet; set it to false"
         )
-    if sim.replay_args.enabled:
-        raise ConfigError(
-            f"{path}: 'replay_args.enabled' is true but argument replay is not available "
-            "in this agentledger yet; set it to false"
-        )
     if not sim.save_aggregated_metrics:
         raise ConfigError(
             f"{path}: 'save_aggregated_metrics: false' is not supported; summary.json "
             "identifies the output folder, remove the key"
         )
+
+
+def _replay_args(
+    config: ReplayArgsConfig, project_dir: Path, path: Path
+) -> ReplayArgsSettings | None:
+    if not config.enabled:
+        return None
+    if not config.override_param_path:
+        raise ConfigError(
+            f"{path}: 'replay_args.override_param_path' is required with replay_args.enabled: "
+            "the argument the input is written to, e.g. data.content"
+        )
+    recording = (
+        str((project_dir / config.recording_file).resolve()) if config.recording_file else None
+    )
+    return ReplayArgsSettings(
+        recording_file=recording,
+        override_param_path=config.override_param_path,
+        secrets_from_env=config.secrets_from_env,
+    )
 
 
 def parse_max_failures(value: str) -> str:
@@ -401,6 +429,7 @@ def resolve_settings(
         output_format=sim.output.format if sim.output else "jsonl",
         save_traces=sim.save_traces,
         service_context=service_context if isinstance(service_context, str) else None,
+        replay_args=_replay_args(sim.replay_args, project_dir, config_path),
         model=(
             parse_model(sim.model, f"{config_path}: 'model'")
             if sim.model is not None

@@ -44,6 +44,12 @@ from eventstore.payloads import (
 )
 from eventstore.store import NO_STREAM, EventStore
 from eventstore.streams import TRACE_PREFIX, experiment_stream, trace_stream
+from runner.args import (
+    argument_recordings,
+    argument_secrets,
+    check_parameters,
+    fill_masked,
+)
 from runner.client_hook import record_default_clients
 from runner.config import ExperimentSettings
 from runner.context import RunContext, TraceRecorder, jsonable
@@ -96,23 +102,38 @@ class PreparedExperiment:
     plan: ExperimentPlan
     target: Target
     endpoint: Endpoint
+    argument_secrets: dict[str, str] = field(default_factory=dict)
+    """Values of arguments recorded masked (argument replay); never recorded."""
 
 
 def load_experiment_target(settings: ExperimentSettings) -> Target:
     """Import the settings' target with the project's search paths."""
     search = [settings.project_dir, settings.working_directory, *settings.python_path]
-    return load_target(settings.target, list(dict.fromkeys(search)))
+    return load_target(
+        settings.target,
+        list(dict.fromkeys(search)),
+        from_args=settings.replay_args is not None,
+    )
 
 
 def prepare(
-    settings: ExperimentSettings, env: Mapping[str, str], *, offline: bool = False
+    settings: ExperimentSettings,
+    env: Mapping[str, str],
+    *,
+    offline: bool = False,
+    store: EventStore | None = None,
 ) -> PreparedExperiment:
     """Resolve the model's endpoint (a missing key fails here), load the plan and import the
     target, so bad input fails before anything runs. ``env`` holds the provider keys;
     ``offline`` (a pure replay) needs none."""
     model_endpoint = offline_endpoint(settings.model) if offline else endpoint(settings.model, env)
-    plan = build_plan(settings)
-    return PreparedExperiment(settings, plan, load_experiment_target(settings), model_endpoint)
+    recordings = argument_recordings(settings, store)
+    plan = build_plan(settings, recordings)
+    target = load_experiment_target(settings)
+    if recordings is not None:
+        check_parameters(target.fn, recordings, settings.target)
+    secrets = argument_secrets(settings, plan, env)
+    return PreparedExperiment(settings, plan, target, model_endpoint, secrets)
 
 
 def slot_seed(seed: int, slot: int) -> int:
@@ -267,7 +288,11 @@ class ExperimentRunner:
             offline_endpoint(settings.model) if offline else endpoint(settings.model, env)
         )
         prepared = PreparedExperiment(
-            settings, plan, load_experiment_target(settings), model_endpoint
+            settings,
+            plan,
+            load_experiment_target(settings),
+            model_endpoint,
+            argument_secrets(settings, plan, env),
         )
         finished = self._finished_traces(experiment_id)
         heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
@@ -316,6 +341,8 @@ class ExperimentRunner:
     ) -> ExperimentResult:
         settings = prepared.settings
         self._listener.started(result.experiment_id, result.output_dir, result.total, done)
+        for secret in prepared.argument_secrets.values():
+            self._store.redactor.add_secret(secret)
         writer = BatchWriter(self._store)
         gateway = ModelGateway(settings.model, prepared.endpoint, self._store.redactor)
         run = _Run(result, gateway, replay)
@@ -509,7 +536,12 @@ class ExperimentRunner:
             "metadata": dict(slot.input.metadata),
             "ctx": ctx,
         }
-        args, kwargs = target.arguments(values)
+        if slot.input.call_args is not None:
+            recorded = fill_masked(slot.input.call_args, prepared.argument_secrets)
+            args: list[Any] = []
+            kwargs = target.replay_arguments(recorded, values)
+        else:
+            args, kwargs = target.arguments(values)
         token = ctx.activate()
         started = time.perf_counter()
         timeout = settings.timeout_seconds

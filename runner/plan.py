@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from eventstore.payloads import ExperimentPlan, PlanInput
+from runner.args import ArgsRecording, set_path
 from runner.config import ExperimentSettings, load_yaml
 from runner.errors import ConfigError, InputsError
 
@@ -69,8 +72,11 @@ def load_inputs(path: Path) -> list[PlanInput]:
     return planned
 
 
-def build_plan(settings: ExperimentSettings) -> ExperimentPlan:
-    """Load the inputs, apply the persona filter and fix the plan."""
+def build_plan(
+    settings: ExperimentSettings, recordings: list[ArgsRecording] | None = None
+) -> ExperimentPlan:
+    """Load the inputs, apply the persona filter and fix the plan. With argument replay,
+    each input runs with each of ``recordings``, the input written into its arguments."""
     inputs = load_inputs(Path(settings.inputs_file))
     known = sorted(
         {str(p["name"]) for p in settings.personas} | {i.persona for i in inputs if i.persona}
@@ -87,6 +93,18 @@ def build_plan(settings: ExperimentSettings) -> ExperimentPlan:
                 f"{', '.join(settings.persona_filter)}"
             )
     personas = sorted({i.persona for i in inputs if i.persona})
+    if settings.replay_args is not None and recordings is not None:
+        path = settings.replay_args.override_param_path
+        inputs = [
+            item.model_copy(
+                update={
+                    "index": item.index * len(recordings) + number,
+                    "call_args": set_path(recording.kwargs, path, item.input, recording.origin),
+                }
+            )
+            for item in inputs
+            for number, recording in enumerate(recordings)
+        ]
     return ExperimentPlan(
         inputs=inputs,
         iterations=settings.iterations,
@@ -124,6 +142,7 @@ def iter_slots(experiment_id: str, plan: ExperimentPlan) -> Iterator[Slot]:
             number += 1
 
 
-def slot_key(slot: Slot) -> tuple[str, str | None, int]:
-    """What a slot runs: (input, persona, iteration)."""
-    return (slot.input.input, slot.input.persona, slot.iteration)
+def slot_key(slot: Slot) -> tuple[str, str | None, int, str]:
+    """What a slot runs: (input, persona, iteration, replayed arguments as JSON)."""
+    args = orjson.dumps(slot.input.call_args, option=orjson.OPT_SORT_KEYS).decode()
+    return (slot.input.input, slot.input.persona, slot.iteration, args)

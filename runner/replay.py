@@ -221,9 +221,9 @@ class ReplayState:
     book: ReplayBook
 
 
-SlotKey = tuple[str, str | None, int]
-"""What a slot runs: (input, persona, iteration); recordings are matched on it, so a
-re-ordered inputs file still finds them."""
+SlotKey = tuple[str, str | None, int, str]
+"""What a slot runs: (input, persona, iteration, replayed arguments); recordings are
+matched on it, so a re-ordered inputs file still finds them."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ recording ``run experiment --record-mode replay`` answers from.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from eventstore.payloads import ExperimentStarted
 from eventstore.store import EventStore
@@ -18,6 +19,7 @@ from eventstore.streams import (
     experiment_traces_prefix,
     trace_stream,
 )
+from runner.args import argument_secrets
 from runner.config import ExperimentSettings
 from runner.errors import ReplayError
 from runner.experiment import PreparedExperiment, load_experiment_target
@@ -65,6 +67,28 @@ def latest_named(store: EventStore, name: str, before: str | None = None) -> str
     return latest
 
 
+def rebase(settings: ExperimentSettings, project_dir: Path) -> ExperimentSettings:
+    """``settings`` recorded for a project elsewhere (another machine, a CI checkout), with
+    every path under the recorded project directory moved under ``project_dir``."""
+    old = Path(settings.project_dir)
+    new = project_dir.resolve()
+
+    def moved(value: str) -> str:
+        path = Path(value)
+        return str(new / path.relative_to(old)) if path.is_relative_to(old) else value
+
+    return settings.model_copy(
+        update={
+            "project_dir": str(new),
+            "config_file": moved(settings.config_file),
+            "working_directory": moved(settings.working_directory),
+            "python_path": [moved(p) for p in settings.python_path],
+            "inputs_file": moved(settings.inputs_file),
+            "output_directory": moved(settings.output_directory),
+        }
+    )
+
+
 def prepare_replay(
     store: EventStore,
     experiment_id: str,
@@ -72,13 +96,22 @@ def prepare_replay(
     mode: RecordMode,
     *,
     slot: int | None = None,
+    project_dir: Path | None = None,
 ) -> tuple[PreparedExperiment, ReplaySource]:
     """The recorded experiment (or its run ``slot``) set up to run again with its model
-    calls answered from the log. Pure ``replay`` needs no key: nothing goes live."""
+    calls answered from the log. Pure ``replay`` needs no key: nothing goes live.
+    ``project_dir`` is where the project is now, if it moved since it was recorded."""
     if mode is RecordMode.LIVE:
         raise ReplayError("a replay answers from the log: use --mode replay or replay-or-live")
     started = recorded_start(store, experiment_id)
     settings = ExperimentSettings.model_validate(started.config)
+    if project_dir is not None:
+        settings = rebase(settings, project_dir)
+    elif not Path(settings.project_dir).is_dir():
+        raise ReplayError(
+            f"the project of experiment {experiment_id} was at {settings.project_dir}, which "
+            "does not exist here; pass --project DIR where it is now"
+        )
     settings = settings.model_copy(update={"name": f"{started.name}-replay"})
     plan = started.plan
     if slot is not None:
@@ -88,5 +121,11 @@ def prepare_replay(
         if mode is RecordMode.REPLAY
         else endpoint(settings.model, env)
     )
-    prepared = PreparedExperiment(settings, plan, load_experiment_target(settings), model_endpoint)
+    prepared = PreparedExperiment(
+        settings,
+        plan,
+        load_experiment_target(settings),
+        model_endpoint,
+        argument_secrets(settings, plan, env),
+    )
     return prepared, load_source(store, experiment_id, mode)

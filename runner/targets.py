@@ -39,6 +39,16 @@ class Target:
     def is_async(self) -> bool:
         return self.kind in ("async", "async_generator")
 
+    def replay_arguments(
+        self, recorded: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Keyword arguments for a call with replayed ``recorded`` arguments; the run's own
+        values (``ctx``, ``persona``, ...) fill the parameters the recording does not."""
+        kwargs = dict(recorded)
+        for name, source, _ in self.bindings:
+            kwargs.setdefault(name, values[source])
+        return kwargs
+
     def arguments(self, values: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Positional and keyword arguments for one call, from the slot's ``values``."""
         args: list[Any] = []
@@ -61,11 +71,20 @@ def _kind(fn: Callable[..., Any]) -> Kind:
     return "sync"
 
 
-def _bindings(spec: str, fn: Callable[..., Any]) -> tuple[tuple[str, str, bool], ...]:
+def _bindings(
+    spec: str, fn: Callable[..., Any], from_args: bool
+) -> tuple[tuple[str, str, bool], ...]:
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):
-        return (("input", "input", False),)
+        return () if from_args else (("input", "input", False),)
+    if from_args:
+        # Replayed arguments fill the parameters; only the run's own values are bound.
+        return tuple(
+            (p.name, "ctx" if p.name == "context" else p.name, True)
+            for p in signature.parameters.values()
+            if p.name in ("persona", "iteration", "metadata", "ctx", "context")
+        )
     params = [
         p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
@@ -98,8 +117,9 @@ def add_import_paths(paths: list[str]) -> None:
         sys.path.insert(0, path)
 
 
-def load_target(spec: str, search_paths: list[str]) -> Target:
-    """Import ``module:function`` with ``search_paths`` first on ``sys.path``."""
+def load_target(spec: str, search_paths: list[str], *, from_args: bool = False) -> Target:
+    """Import ``module:function`` with ``search_paths`` first on ``sys.path``. With
+    ``from_args`` (argument replay) its parameters come from recorded arguments."""
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
         raise TargetError(f"target {spec!r} must be module:function, e.g. agent:run")
@@ -134,4 +154,4 @@ def load_target(spec: str, search_paths: list[str]) -> Target:
         )
     if not callable(fn):
         raise TargetError(f"{spec} ({Path(where)}) is not callable")
-    return Target(spec, fn, _kind(fn), _bindings(spec, fn))
+    return Target(spec, fn, _kind(fn), _bindings(spec, fn, from_args))
