@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from cli.progress import ProgressDisplay
 
 if TYPE_CHECKING:
     from eventstore.store import EventStore
+    from runner.context import ToolApprover
     from runner.experiment import ExperimentResult, ExperimentRunner
     from runner.replay import RecordMode, ReplaySource
 
@@ -72,6 +73,37 @@ def run() -> None:
     help="Failed runs tolerated before exit status 1 [default: 0].",
 )
 @click.option(
+    "--multi-turn/--no-multi-turn",
+    "multi_turn",
+    default=None,
+    help="Continue each run as a conversation driven by the supervisor [default: config].",
+)
+@click.option("--max-turns", type=click.IntRange(1, 1000), help="Turns per conversation at most.")
+@click.option(
+    "--auto-approve-tools/--manual-approve-tools",
+    "auto_approve_tools",
+    default=None,
+    help="Approve ctx.tool calls automatically, or ask on the terminal [default: config].",
+)
+@click.option("--persona-override", metavar="NAME", help="Persona the supervisor plays.")
+@click.option(
+    "--supervisor-provider",
+    type=click.Choice(["openai", "anthropic", "mock"]),
+    help="mock plays metadata.scripted_questions; openai/anthropic ask a model.",
+)
+@click.option("--supervisor-model", metavar="MODEL", help="Model of the LLM supervisor.")
+@click.option(
+    "--supervisor-temperature",
+    type=float,
+    metavar="T",
+    help="Sampling temperature of the supervisor (0-2).",
+)
+@click.option(
+    "--supervisor-api-key",
+    metavar="KEY",
+    help="API key of the supervisor's provider (used, never stored).",
+)
+@click.option(
     "--record-mode",
     default="live",
     show_default=True,
@@ -95,6 +127,14 @@ def experiment(
     timeout: float | None,
     resume: str | None,
     max_failures: str | None,
+    multi_turn: bool | None,
+    max_turns: int | None,
+    auto_approve_tools: bool | None,
+    persona_override: str | None,
+    supervisor_provider: str | None,
+    supervisor_model: str | None,
+    supervisor_temperature: float | None,
+    supervisor_api_key: str | None,
     record_mode: str,
     yes: bool,
 ) -> None:
@@ -118,6 +158,12 @@ def experiment(
             "--output-dir": output_dir,
             "--experiment-name": experiment_name,
             "--timeout": timeout,
+            "--multi-turn": multi_turn,
+            "--max-turns": max_turns,
+            "--persona-override": persona_override,
+            "--supervisor-provider": supervisor_provider,
+            "--supervisor-model": supervisor_model,
+            "--supervisor-temperature": supervisor_temperature,
         }
         clash = [flag for flag, value in given.items() if value is not None]
         if clash:
@@ -150,13 +196,26 @@ def experiment(
                 output_dir=output_dir,
                 experiment_name=experiment_name,
                 max_failures=allowed,
+                multi_turn=multi_turn,
+                max_turns=max_turns,
+                auto_approve_tools=auto_approve_tools,
+                persona_override=persona_override,
+                supervisor_provider=supervisor_provider,
+                supervisor_model=supervisor_model,
+                supervisor_temperature=supervisor_temperature,
             )
             settings = resolve_settings(project_dir, config_file, overrides, session.env)
             source = None
             if mode is not RecordMode.LIVE:
                 source = _recording_for(session.store, settings.name, mode)
+            if supervisor_api_key:
+                session.store.redactor.add_secret(supervisor_api_key)
             prepared = prepare(
-                settings, session.env, offline=mode is RecordMode.REPLAY, store=session.store
+                settings,
+                session.env,
+                offline=mode is RecordMode.REPLAY,
+                store=session.store,
+                supervisor_api_key=supervisor_api_key,
             )
             plan = prepared.plan
             persona_note = f" (personas: {', '.join(plan.personas)})" if plan.personas else ""
@@ -168,7 +227,17 @@ def experiment(
             )
             if not yes and sys.stdin.isatty() and sys.stdout.isatty():
                 click.confirm("Start the experiment?", default=True, abort=True)
-            result = session.run(lambda runner: runner.start(prepared, replay=source))
+            approver = None
+            if prepared.settings.multi_turn and not prepared.settings.multi_turn.auto_approve_tools:
+                if not sys.stdin.isatty():
+                    raise UserError(
+                        "--manual-approve-tools asks about each tool call on a terminal, and "
+                        "stdin is not one; use --auto-approve-tools"
+                    )
+                approver = TerminalApprover()
+            result = session.run(
+                lambda runner: runner.start(prepared, replay=source), approver=approver
+            )
         session.finish(result)
         _check_failures(result, allowed)
 
@@ -183,6 +252,37 @@ def _recording_for(store: EventStore, name: str, mode: RecordMode) -> ReplaySour
             "to answer from; run it once with --record-mode live"
         )
     return load_source(store, source_id, mode)
+
+
+class TerminalApprover:
+    """Asks on the terminal about each tool call: approve, reject, or approve all from now
+    on. One question at a time, whatever the parallelism."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._all = False
+
+    def approve(
+        self, trace_id: str, tool: str, arguments: Mapping[str, Any]
+    ) -> tuple[bool, str, str]:
+        import orjson
+
+        with self._lock:
+            if self._all:
+                return True, "user", ""
+            shown = orjson.dumps(dict(arguments)).decode()
+            shown = shown if len(shown) <= 300 else shown[:297] + "..."
+            answer = click.prompt(
+                f"Tool call in {trace_id}: {tool}({shown})\nApprove? [y]es, [n]o, [a]pprove all",
+                type=click.Choice(["y", "n", "a"]),
+                default="y",
+                err=True,
+            )
+            if answer == "a":
+                self._all = True
+            if answer == "n":
+                return False, "user", "rejected on the terminal"
+            return True, "user", ""
 
 
 def _recording_of(store: EventStore, experiment_id: str) -> ReplaySource | None:
@@ -225,12 +325,20 @@ class RecordedRun:
         self._cleanup.close()
         self.store.close()
 
-    def run(self, execute: Callable[[ExperimentRunner], ExperimentResult]) -> ExperimentResult:
+    def run(
+        self,
+        execute: Callable[[ExperimentRunner], ExperimentResult],
+        approver: ToolApprover | None = None,
+    ) -> ExperimentResult:
         """Execute with a runner that draws progress and keeps the output folder current."""
         from runner.experiment import ExperimentRunner
 
         runner = ExperimentRunner(
-            self.store, self._display, handle_signals=True, on_second_interrupt=_hard_exit
+            self.store,
+            self._display,
+            handle_signals=True,
+            on_second_interrupt=_hard_exit,
+            approver=approver,
         )
         with self._live:
             return execute(runner)

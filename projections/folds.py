@@ -249,6 +249,8 @@ class TraceFold:
                 "retry_in_seconds": data["retry_in_seconds"],
             }
         )
+        # The retry runs the conversation again from its first turn.
+        self.turns = []
 
     def _finished(self, ev: StoredEvent, data: JsonDict) -> None:
         self.completed_at = ev.recorded_at

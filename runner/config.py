@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import ConfigError
-from runner.models import ModelSpec, default_model, parse_model
+from runner.models import ModelSpec, check_sampling, default_model, parse_model
 
 SIMULATION_FILE = Path("configs") / "simulation.yaml"
 PROJECT_FILE = Path("configs") / "project.yaml"
@@ -79,21 +79,46 @@ class SupervisorMetadata(_Strict):
     mock_closing: str | None = None
 
 
+SupervisorProvider = Literal["openai", "anthropic", "mock"]
+
+
 class SupervisorConfig(_Strict):
-    provider: str = "openai"
+    provider: SupervisorProvider = "openai"
     model: str | None = None
-    temperature: float | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
     system_prompt: str | None = None
     api_key: str | None = None
+    base_url: str | None = None
+    """agentledger extension: an OpenAI-compatible endpoint for the supervisor model."""
     metadata: SupervisorMetadata = Field(default_factory=SupervisorMetadata)
 
 
 class MultiTurnConfig(_Strict):
     enabled: bool = False
-    max_turns: int = Field(default=8, ge=1)
+    max_turns: int = Field(default=8, ge=1, le=1000)
     auto_approve_tools: bool = True
     persona_override: str | None = None
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+
+
+class SupervisorSettings(_Strict):
+    """The supervisor as resolved: scripted (mock) or a model; its key is never kept."""
+
+    provider: SupervisorProvider
+    model: ModelSpec | None = None
+    """The model of an LLM supervisor (None for the scripted mock)."""
+    system_prompt: str | None = None
+    scripted_questions: list[str] = Field(default_factory=list)
+    mock_decision: str = "terminate"
+    mock_reason: str = "script_complete"
+    mock_closing: str | None = None
+
+
+class MultiTurnSettings(_Strict):
+    max_turns: int
+    auto_approve_tools: bool
+    persona_override: str | None = None
+    supervisor: SupervisorSettings
 
 
 class SimulationConfig(_Strict):
@@ -183,6 +208,7 @@ class ExperimentSettings(_Strict):
     service_context: str | None = None
     model: ModelSpec
     replay_args: ReplayArgsSettings | None = None
+    multi_turn: MultiTurnSettings | None = None
 
 
 class Overrides(BaseModel):
@@ -198,6 +224,13 @@ class Overrides(BaseModel):
     output_dir: str | None = None
     experiment_name: str | None = None
     max_failures: str | None = None
+    multi_turn: bool | None = None
+    max_turns: int | None = None
+    auto_approve_tools: bool | None = None
+    persona_override: str | None = None
+    supervisor_provider: str | None = None
+    supervisor_model: str | None = None
+    supervisor_temperature: float | None = None
 
 
 def load_yaml(path: Path, what: str) -> dict[str, Any]:
@@ -311,16 +344,60 @@ def _paths(value: list[str] | str | None) -> list[str]:
 
 def _check_not_yet_supported(sim: SimulationConfig, path: Path) -> None:
     """Settings this version reads but cannot honour yet are refused, never ignored."""
-    if sim.multi_turn.enabled:
-        raise ConfigError(
-            f"{path}: 'multi_turn.enabled' is true but multi-turn experiments are not "
-            "available in this agentledger yet; set it to false"
-        )
     if not sim.save_aggregated_metrics:
         raise ConfigError(
             f"{path}: 'save_aggregated_metrics: false' is not supported; summary.json "
             "identifies the output folder, remove the key"
         )
+
+
+SUPERVISOR_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
+
+
+def _multi_turn(
+    config: MultiTurnConfig, overrides: Overrides, path: Path
+) -> MultiTurnSettings | None:
+    enabled = overrides.multi_turn if overrides.multi_turn is not None else config.enabled
+    if not enabled:
+        return None
+    supervisor = config.supervisor
+    provider = overrides.supervisor_provider or supervisor.provider
+    if provider not in ("openai", "anthropic", "mock"):
+        raise ConfigError(f"--supervisor-provider {provider!r}: use one of openai, anthropic, mock")
+    model = None
+    if provider != "mock":
+        temperature = (
+            overrides.supervisor_temperature
+            if overrides.supervisor_temperature is not None
+            else supervisor.temperature
+        )
+        check_sampling("temperature", temperature, "--supervisor-temperature")
+        model = ModelSpec(
+            provider=provider,  # type: ignore[arg-type]
+            name=overrides.supervisor_model or supervisor.model or SUPERVISOR_MODELS[provider],
+            temperature=temperature,
+            base_url=supervisor.base_url,
+            api_key=supervisor.api_key,
+        )
+    meta = supervisor.metadata
+    return MultiTurnSettings(
+        max_turns=overrides.max_turns or config.max_turns,
+        auto_approve_tools=(
+            overrides.auto_approve_tools
+            if overrides.auto_approve_tools is not None
+            else config.auto_approve_tools
+        ),
+        persona_override=overrides.persona_override or config.persona_override,
+        supervisor=SupervisorSettings(
+            provider=provider,  # type: ignore[arg-type]
+            model=model,
+            system_prompt=supervisor.system_prompt,
+            scripted_questions=meta.scripted_questions,
+            mock_decision=meta.mock_decision,
+            mock_reason=meta.mock_reason,
+            mock_closing=meta.mock_closing,
+        ),
+    )
 
 
 def _replay_args(
@@ -430,6 +507,7 @@ def resolve_settings(
         save_traces=sim.save_traces,
         service_context=service_context if isinstance(service_context, str) else None,
         replay_args=_replay_args(sim.replay_args, project_dir, config_path),
+        multi_turn=_multi_turn(sim.multi_turn, overrides, config_path),
         model=(
             parse_model(sim.model, f"{config_path}: 'model'")
             if sim.model is not None

@@ -17,12 +17,22 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
 
 from eventstore.envelope import utc_now
-from eventstore.payloads import ObservationRecorded, Payload, ValueRecorded
+from eventstore.payloads import (
+    ObservationRecorded,
+    Payload,
+    ToolCallApproved,
+    ToolCallCompleted,
+    ToolCallRejected,
+    ToolCallRequested,
+    ValueRecorded,
+)
 from eventstore.store import AppendRequest
-from runner.errors import ModelConfigError
+from runner.errors import ModelConfigError, RunnerError
 from runner.replay import Divergence, ReplayState, is_missing
 from runner.writer import BatchWriter, Callback
 
@@ -79,6 +89,27 @@ class TraceRecorder:
             self._writer.submit(request, callback)
 
 
+class ToolRejected(RunnerError):
+    """A tool call was rejected (by the user, under manual approval)."""
+
+
+class ToolApprover(Protocol):
+    """Decides whether a tool call may run: returns (approved, by, reason)."""
+
+    def approve(
+        self, trace_id: str, tool: str, arguments: Mapping[str, Any]
+    ) -> tuple[bool, str, str]: ...
+
+
+class AutoApprove:
+    """Approves every tool call (``--auto-approve-tools``)."""
+
+    def approve(
+        self, trace_id: str, tool: str, arguments: Mapping[str, Any]
+    ) -> tuple[bool, str, str]:
+        return True, "auto", ""
+
+
 class RunContext:
     """What an agent sees of its run: the slot it runs, randomness, and observations."""
 
@@ -95,6 +126,7 @@ class RunContext:
         seed: int,
         gateway: ModelGateway | None = None,
         replay: ReplayState | None = None,
+        approver: ToolApprover | None = None,
     ) -> None:
         self.trace_id = trace_id
         self.experiment_id = experiment_id
@@ -111,6 +143,12 @@ class RunContext:
         self._calls = itertools.count()
         self._gateway = gateway
         self._replay = replay
+        self._approver = approver or AutoApprove()
+        self._tools = itertools.count()
+        self._tool_calls: dict[str, str] = {}
+        """Tool call id -> its state (requested, approved, completed), for deduplication."""
+        self.turn_index: int | None = None
+        """The conversation turn being run (multi-turn experiments)."""
         self.divergence: Divergence | None = None
         """The first point where a replayed run stopped matching its recording."""
 
@@ -152,6 +190,118 @@ class RunContext:
             **gateway.chat_request(prompt, system, params)
         )
         return response.choices[0].message.content or ""
+
+    # --- tools ---------------------------------------------------------------------------
+
+    def tool(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        call_id: str | None = None,
+    ) -> Any:
+        """Run a Python tool, recorded: ``ToolCallRequested``, ``Approved`` or ``Rejected``
+        (per the approval mode), then ``ToolCallCompleted`` with its result or error.
+        Pass ``call_id`` (the model's tool call id) when running a tool the model asked
+        for. A rejected call raises ``ToolRejected``."""
+        call_id, arguments = self._tool_request(name, arguments, call_id)
+        started = time.perf_counter()
+        try:
+            result = fn(**arguments)
+        except Exception as exc:
+            self._tool_done(call_id, None, f"{type(exc).__name__}: {exc}", started)
+            raise
+        self._tool_done(call_id, result, None, started)
+        return result
+
+    async def atool(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        call_id: str | None = None,
+    ) -> Any:
+        """``tool`` for async tools (``fn`` returns an awaitable)."""
+        call_id, arguments = self._tool_request(name, arguments, call_id)
+        started = time.perf_counter()
+        try:
+            result = await fn(**arguments)
+        except Exception as exc:
+            self._tool_done(call_id, None, f"{type(exc).__name__}: {exc}", started)
+            raise
+        self._tool_done(call_id, result, None, started)
+        return result
+
+    def _tool_request(
+        self, name: str, arguments: Mapping[str, Any] | None, call_id: str | None
+    ) -> tuple[str, dict[str, Any]]:
+        arguments = dict(arguments or {})
+        call_id = call_id or f"{self.trace_id}:tool:{next(self._tools)}"
+        if call_id not in self._tool_calls:
+            self.record_event(
+                ToolCallRequested(
+                    call_id=call_id,
+                    tool_name=name,
+                    arguments=jsonable(arguments),
+                    turn_index=self.turn_index,
+                )
+            )
+        approved, by, reason = self._approver.approve(self.trace_id, name, arguments)
+        if not approved:
+            self._tool_calls[call_id] = "rejected"
+            self.record_event(ToolCallRejected(call_id=call_id, by=by, reason=reason))  # type: ignore[arg-type]
+            raise ToolRejected(f"tool call {name} was rejected{': ' + reason if reason else ''}")
+        self._tool_calls[call_id] = "approved"
+        self.record_event(ToolCallApproved(call_id=call_id, by=by))  # type: ignore[arg-type]
+        return call_id, arguments
+
+    def _tool_done(self, call_id: str, result: Any, error: str | None, started: float) -> None:
+        self._tool_calls[call_id] = "completed"
+        self.record_event(
+            ToolCallCompleted(
+                call_id=call_id,
+                result=jsonable(result),
+                error=error,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
+
+    def note_model_tool_calls(self, response: Mapping[str, Any] | None) -> None:
+        """Record the tool calls a model response asks for (the recording transport's way in)."""
+        for choice in (response or {}).get("choices") or []:
+            for call in (choice.get("message") or {}).get("tool_calls") or []:
+                call_id = call.get("id")
+                function = call.get("function") or {}
+                if not call_id or call_id in self._tool_calls:
+                    continue
+                try:
+                    arguments = orjson.loads(function.get("arguments") or "{}")
+                except orjson.JSONDecodeError:
+                    arguments = {"unparsed": function.get("arguments")}
+                self._tool_calls[call_id] = "requested"
+                self.record_event(
+                    ToolCallRequested(
+                        call_id=call_id,
+                        tool_name=str(function.get("name", "")),
+                        arguments=arguments
+                        if isinstance(arguments, dict)
+                        else {"value": arguments},
+                        turn_index=self.turn_index,
+                    )
+                )
+
+    def note_tool_results(self, request: Mapping[str, Any]) -> None:
+        """Record results the agent sends back for model tool calls it ran without
+        ``ctx.tool`` (``role: tool`` messages of a later request)."""
+        for message in request.get("messages") or []:
+            if not isinstance(message, dict) or message.get("role") != "tool":
+                continue
+            call_id = message.get("tool_call_id")
+            if call_id and self._tool_calls.get(call_id) == "requested":
+                self._tool_calls[call_id] = "completed"
+                self.record_event(ToolCallCompleted(call_id=call_id, result=message.get("content")))
 
     # --- the outside world, recorded ------------------------------------------------------
 

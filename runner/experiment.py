@@ -52,12 +52,14 @@ from runner.args import (
 )
 from runner.client_hook import record_default_clients
 from runner.config import ExperimentSettings
-from runner.context import RunContext, TraceRecorder, jsonable
-from runner.errors import ResumeError
+from runner.context import AutoApprove, RunContext, ToolApprover, TraceRecorder, jsonable
+from runner.conversation import Conversation, blocking_decider, conversation_values
+from runner.errors import ConfigError, ModelConfigError, ResumeError
 from runner.gateway import ModelGateway
-from runner.models import Endpoint, endpoint, offline_endpoint
+from runner.models import Endpoint, endpoint, key_variable, offline_endpoint
 from runner.plan import Slot, build_plan, iter_slots, slot_key
 from runner.replay import RecordMode, ReplaySource
+from runner.supervisor import ModelSupervisor, ScriptedSupervisor, Supervisor
 from runner.targets import Target, load_target
 from runner.writer import BatchWriter
 
@@ -104,6 +106,8 @@ class PreparedExperiment:
     endpoint: Endpoint
     argument_secrets: dict[str, str] = field(default_factory=dict)
     """Values of arguments recorded masked (argument replay); never recorded."""
+    supervisor_endpoint: Endpoint | None = None
+    """Where an LLM supervisor's model is reached (multi-turn)."""
 
 
 def load_experiment_target(settings: ExperimentSettings) -> Target:
@@ -122,6 +126,7 @@ def prepare(
     *,
     offline: bool = False,
     store: EventStore | None = None,
+    supervisor_api_key: str | None = None,
 ) -> PreparedExperiment:
     """Resolve the model's endpoint (a missing key fails here), load the plan and import the
     target, so bad input fails before anything runs. ``env`` holds the provider keys;
@@ -133,7 +138,33 @@ def prepare(
     if recordings is not None:
         check_parameters(target.fn, recordings, settings.target)
     secrets = argument_secrets(settings, plan, env)
-    return PreparedExperiment(settings, plan, target, model_endpoint, secrets)
+    supervisor = supervisor_endpoint(settings, env, offline=offline, api_key=supervisor_api_key)
+    return PreparedExperiment(settings, plan, target, model_endpoint, secrets, supervisor)
+
+
+def supervisor_endpoint(
+    settings: ExperimentSettings,
+    env: Mapping[str, str],
+    *,
+    offline: bool = False,
+    api_key: str | None = None,
+) -> Endpoint | None:
+    """The endpoint of the LLM supervisor's model, if the experiment has one; a missing key
+    is an error naming the supervisor's flag."""
+    multi_turn = settings.multi_turn
+    if multi_turn is None or multi_turn.supervisor.model is None:
+        return None
+    model = multi_turn.supervisor.model
+    if offline:
+        return offline_endpoint(model)
+    try:
+        return endpoint(model, env, api_key=api_key)
+    except ModelConfigError:
+        raise ModelConfigError(
+            f"the supervisor's model {model.label} needs an API key: pass "
+            f"--supervisor-api-key, set {key_variable(model.provider)}, or use "
+            "--supervisor-provider mock to run offline"
+        ) from None
 
 
 def slot_seed(seed: int, slot: int) -> int:
@@ -190,6 +221,9 @@ class _Outcome:
     reason: str = "exception"
     duration_ms: float = 0.0
     divergence: dict[str, Any] | None = None
+    turn_count: int = 1
+    conversation_state: str | None = None
+    termination_reason: str | None = None
 
 
 @dataclass
@@ -199,6 +233,8 @@ class _Run:
     result: ExperimentResult
     gateway: ModelGateway
     replay: ReplaySource | None = None
+    supervisor: Supervisor | None = None
+    approver: ToolApprover | None = None
     stopping: bool = False
     interrupts: int = 0
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
@@ -215,8 +251,11 @@ class ExperimentRunner:
         *,
         handle_signals: bool = False,
         on_second_interrupt: Callable[[], None] | None = None,
+        approver: ToolApprover | None = None,
     ) -> None:
+        """``approver`` asks about tool calls when an experiment wants manual approval."""
         self._store = store
+        self._approver = approver
         self._listener = listener or _Silent()
         self._handle_signals = handle_signals
         self._on_second_interrupt = on_second_interrupt
@@ -234,6 +273,7 @@ class ExperimentRunner:
         """Record ``ExperimentStarted``, run every slot, and record how it ended. With
         ``replay``, model calls are answered from that experiment's recording."""
         settings = prepared.settings
+        self._tool_approver(settings)  # refuse manual approval without an approver up front
         experiment_id = experiment_id or uuid.uuid4().hex[:12]
         moment = now or datetime.now(UTC)
         output_dir = create_output_dir(Path(settings.output_directory), settings.name, moment)
@@ -293,6 +333,7 @@ class ExperimentRunner:
             load_experiment_target(settings),
             model_endpoint,
             argument_secrets(settings, plan, env),
+            supervisor_endpoint(settings, env, offline=offline),
         )
         finished = self._finished_traces(experiment_id)
         heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
@@ -345,7 +386,9 @@ class ExperimentRunner:
             self._store.redactor.add_secret(secret)
         writer = BatchWriter(self._store)
         gateway = ModelGateway(settings.model, prepared.endpoint, self._store.redactor)
-        run = _Run(result, gateway, replay)
+        run = _Run(
+            result, gateway, replay, self._supervisor(prepared), self._tool_approver(settings)
+        )
         previous_cwd = os.getcwd()
         pool = ThreadPoolExecutor(
             max_workers=settings.parallel * 2 + 4, thread_name_prefix="agentledger-run"
@@ -358,6 +401,8 @@ class ExperimentRunner:
             os.chdir(previous_cwd)
             pool.shutdown(wait=False, cancel_futures=True)
             gateway.close()
+            if isinstance(run.supervisor, ModelSupervisor):
+                run.supervisor.gateway.close()
             writer.close()
         self._finish(run, done)
         return result
@@ -467,6 +512,7 @@ class ExperimentRunner:
             seed=seed,
             gateway=run.gateway,
             replay=run.replay.state_for(slot_key(slot)) if run.replay else None,
+            approver=run.approver,
         )
         if settings.parallel == 1:
             # One run at a time: the global random module can be seeded per slot too.
@@ -483,7 +529,12 @@ class ExperimentRunner:
             if outcome.ok:
                 recorder.record(
                     TraceCompleted(
-                        output=outcome.output, duration_ms=outcome.duration_ms, attempts=attempt
+                        output=outcome.output,
+                        duration_ms=outcome.duration_ms,
+                        attempts=attempt,
+                        turn_count=outcome.turn_count,
+                        conversation_state=outcome.conversation_state,
+                        termination_reason=outcome.termination_reason,
                     )
                 )
                 break
@@ -514,6 +565,10 @@ class ExperimentRunner:
                     duration_ms=outcome.duration_ms,
                     attempts=attempt,
                     divergence=outcome.divergence,
+                    output=outcome.output,
+                    turn_count=outcome.turn_count if outcome.conversation_state else 0,
+                    conversation_state=outcome.conversation_state,
+                    termination_reason=outcome.termination_reason,
                 )
             )
             break
@@ -526,34 +581,53 @@ class ExperimentRunner:
     async def _attempt(
         self, prepared: PreparedExperiment, slot: Slot, ctx: RunContext, pool: ThreadPoolExecutor
     ) -> _Outcome:
-        """One attempt of a slot. The context (and its seeded ``random``) lives for the
-        whole slot, so a retry continues the random sequence instead of repeating it."""
+        """One attempt of a slot: one call of the target, or a whole conversation. The
+        context (and its seeded ``random``) lives for the whole slot, so a retry continues
+        the random sequence instead of repeating it."""
         settings, target = prepared.settings, prepared.target
-        values = {
+        loop = asyncio.get_running_loop()
+        base = {
             "input": slot.input.input,
             "persona": slot.input.persona,
             "iteration": slot.iteration,
             "metadata": dict(slot.input.metadata),
             "ctx": ctx,
         }
-        if slot.input.call_args is not None:
-            recorded = fill_masked(slot.input.call_args, prepared.argument_secrets)
-            args: list[Any] = []
-            kwargs = target.replay_arguments(recorded, values)
-        else:
-            args, kwargs = target.arguments(values)
+        recorded = (
+            fill_masked(slot.input.call_args, prepared.argument_secrets)
+            if slot.input.call_args is not None
+            else None
+        )
+
+        async def run_blocking(fn: Callable[[], Any]) -> Any:
+            return await loop.run_in_executor(pool, contextvars.copy_context().run, fn)
+
+        async def invoke(turn: dict[str, Any]) -> Any:
+            values = {**base, **turn}
+            if recorded is not None:
+                args: list[Any] = []
+                kwargs = target.replay_arguments(recorded, values)
+            else:
+                args, kwargs = target.arguments(values)
+            if target.is_async:
+                return await _call_async(target, args, kwargs)
+            return await run_blocking(functools.partial(_call_sync, target, args, kwargs))
+
+        multi_turn = settings.multi_turn
+        conversation = Conversation(multi_turn, ctx) if multi_turn is not None else None
         token = ctx.activate()
         started = time.perf_counter()
         timeout = settings.timeout_seconds
         try:
             async with asyncio.timeout(timeout) as deadline:
-                if target.is_async:
-                    output = await _call_async(target, args, kwargs)
+                if conversation is not None:
+                    assert self._current_supervisor is not None
+                    decide = blocking_decider(self._current_supervisor, ctx, run_blocking)
+                    termination = await conversation.run(slot.input.input, invoke, decide)
+                    output = conversation.output
                 else:
-                    call = functools.partial(_call_sync, target, args, kwargs)
-                    output = await asyncio.get_running_loop().run_in_executor(
-                        pool, contextvars.copy_context().run, call
-                    )
+                    first = [{"role": "user", "content": slot.input.input}]
+                    output = await invoke(conversation_values(first, 0, slot.input.persona, 1))
         except TimeoutError as exc:
             elapsed = _ms(started)
             if deadline.expired():
@@ -564,19 +638,57 @@ class ExperimentRunner:
                         slot.trace_id,
                         timeout,
                     )
-                return _Outcome(
-                    False,
-                    error_type="Timeout",
-                    error_message=f"run exceeded the {timeout:g} s timeout",
-                    reason="timeout",
-                    duration_ms=elapsed,
+                return _ended(
+                    _Outcome(
+                        False,
+                        error_type="Timeout",
+                        error_message=f"run exceeded the {timeout:g} s timeout",
+                        reason="timeout",
+                        duration_ms=elapsed,
+                    ),
+                    conversation,
+                    "timeout",
                 )
-            return _failure(exc, elapsed)
+            return _ended(_failure(exc, elapsed), conversation, "error")
         except Exception as exc:
-            return _failure(exc, _ms(started))
+            return _ended(_failure(exc, _ms(started)), conversation, "error")
         finally:
             ctx.deactivate(token)
-        return _Outcome(True, output=jsonable(output), duration_ms=_ms(started))
+        outcome = _Outcome(True, output=jsonable(output), duration_ms=_ms(started))
+        if conversation is not None:
+            state = "terminated" if termination == "max_turns" else "completed"
+            return _ended(outcome, conversation, termination, state)
+        return outcome
+
+    def _tool_approver(self, settings: ExperimentSettings) -> ToolApprover:
+        """Automatic approval, unless the experiment asks for manual approval."""
+        if settings.multi_turn is None or settings.multi_turn.auto_approve_tools:
+            return AutoApprove()
+        if self._approver is None:
+            raise ConfigError(
+                "manual tool approval needs a terminal to ask on; use --auto-approve-tools"
+            )
+        return self._approver
+
+    def _supervisor(self, prepared: PreparedExperiment) -> Supervisor | None:
+        """The supervisor of a multi-turn experiment (its model gateway, if any, is its own)."""
+        multi_turn = prepared.settings.multi_turn
+        self._current_supervisor: Supervisor | None = None
+        if multi_turn is None:
+            return None
+        settings = multi_turn.supervisor
+        if settings.model is None:
+            self._current_supervisor = ScriptedSupervisor(settings)
+        else:
+            assert prepared.supervisor_endpoint is not None
+            self._current_supervisor = ModelSupervisor(
+                settings,
+                ModelGateway(settings.model, prepared.supervisor_endpoint, self._store.redactor),
+                personas={str(p["name"]): p for p in prepared.settings.personas},
+                persona_override=multi_turn.persona_override,
+                service_context=prepared.settings.service_context,
+            )
+        return self._current_supervisor
 
     # --- completion -----------------------------------------------------------------------
 
@@ -638,6 +750,23 @@ def _check_replay(ctx: RunContext, outcome: _Outcome) -> _Outcome:
         duration_ms=outcome.duration_ms,
         divergence=ctx.divergence.as_dict(),
     )
+
+
+def _ended(
+    outcome: _Outcome,
+    conversation: Conversation | None,
+    termination: str,
+    state: str = "terminated",
+) -> _Outcome:
+    """``outcome`` with how its conversation ended (single-turn runs are left as they are)."""
+    if conversation is None:
+        return outcome
+    outcome.turn_count = conversation.turns_done
+    outcome.conversation_state = state
+    outcome.termination_reason = termination
+    if not outcome.ok and conversation.output is not None:
+        outcome.output = conversation.output
+    return outcome
 
 
 def _interrupted(attempt: int, when: str) -> TraceFailed:

@@ -7,7 +7,8 @@ everything runs offline and without a key. The answer depends only on the reques
   one call to the chosen tool (``tool_choice``'s function, else the first tool), with
   arguments made from its JSON schema (strings get the user's message, numbers 1, ...);
 - the last message is a tool result: ``Tool results: <contents>``;
-- ``response_format`` ``json_schema``: a JSON object matching the schema's shape;
+- ``response_format`` ``json_schema``: a JSON object matching the schema's shape (a
+  scripted reply that is a JSON object already is kept as it is);
 - otherwise ``mock:echo`` repeats the last user message and ``mock:scripted`` gives its
   n-th reply for the n-th assistant turn (the last reply once the script runs out).
 
@@ -97,6 +98,14 @@ def _digest(body: JsonDict) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
 
 
+def _is_json_object(text: str) -> bool:
+    """Whether a scripted reply already is the JSON object a schema asks for."""
+    try:
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def reply_message(body: JsonDict, mode: str, replies: Sequence[str] = ()) -> JsonDict:
     """The assistant message the mock answers ``body`` with (see the module docstring)."""
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
@@ -129,7 +138,7 @@ def reply_message(body: JsonDict, mode: str, replies: Sequence[str] = ()) -> Jso
     else:
         text = user_text
     response_format = body.get("response_format") or {}
-    if response_format.get("type") == "json_schema":
+    if response_format.get("type") == "json_schema" and not _is_json_object(text):
         schema = (response_format.get("json_schema") or {}).get("schema") or {}
         text = orjson.dumps(example_value(schema, text)).decode()
     elif response_format.get("type") == "json_object":

@@ -180,6 +180,11 @@ _PROVIDER_URLS = {
 _PROVIDER_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
+def key_variable(provider: str) -> str:
+    """The environment variable holding ``provider``'s API key."""
+    return _PROVIDER_KEYS.get(provider, "")
+
+
 def _is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "127.0.0.1", "::1")

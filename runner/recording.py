@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -45,6 +45,10 @@ class CallSink(Protocol):
     def record_event(self, *payloads: Payload) -> None: ...
 
     def diverge(self, divergence: Divergence) -> None: ...
+
+    def note_model_tool_calls(self, response: Mapping[str, Any] | None) -> None: ...
+
+    def note_tool_results(self, request: Mapping[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,8 @@ class _Call:
         self._finished = False
         self.source: Literal["live", "replay"] = source
         body = parsed.body
+        if isinstance(body, dict):
+            sink.note_tool_results(body)
         self.stream = isinstance(body, dict) and bool(body.get("stream"))
         self.index = sink.next_call_index()
         self.call_id = f"{sink.trace_id}:model:{self.index}"
@@ -209,6 +215,8 @@ class _Call:
         if not self._finished:
             self._finished = True
             self._sink.record_event(payload)
+            if isinstance(payload, ModelCallCompleted):
+                self._sink.note_model_tool_calls(payload.response)
 
     def failed(self, exc: BaseException, status: int | None = None) -> None:
         """The call ended in a transport error (timeout, connection, mid-stream read)."""

@@ -22,7 +22,7 @@ from eventstore.streams import (
 from runner.args import argument_secrets
 from runner.config import ExperimentSettings
 from runner.errors import ReplayError
-from runner.experiment import PreparedExperiment, load_experiment_target
+from runner.experiment import PreparedExperiment, load_experiment_target, supervisor_endpoint
 from runner.models import endpoint, offline_endpoint
 from runner.plan import iter_slots, slot_key
 from runner.replay import RecordMode, ReplayBook, ReplaySource, SlotKey, build_books
@@ -127,5 +127,6 @@ def prepare_replay(
         load_experiment_target(settings),
         model_endpoint,
         argument_secrets(settings, plan, env),
+        supervisor_endpoint(settings, env, offline=mode is RecordMode.REPLAY),
     )
     return prepared, load_source(store, experiment_id, mode)

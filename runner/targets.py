@@ -2,9 +2,11 @@
 
 The module is imported with the project directory, the working directory and the
 configured ``python_path`` entries at the front of ``sys.path``. Parameters are bound by
-name: ``input_text``/``input``/``text`` get the input, and ``persona``, ``iteration``,
-``metadata`` and ``ctx`` (or ``context``) what they say. A lone parameter with another
-name gets the input. Anything else must have a default, or loading fails before any run.
+name: ``input_text``/``input``/``text`` get the input (in a conversation, the current
+user message), ``persona``, ``iteration``, ``metadata`` and ``ctx`` (or ``context``) what
+they say, and ``messages``/``history``/``conversation_state`` the conversation so far.
+A lone parameter with another name gets the input. Anything else must have a default, or
+loading fails before any run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ from typing import Any, Literal
 from runner.errors import TargetError
 
 INPUT_NAMES = ("input_text", "input", "text")
-BINDABLE = (*INPUT_NAMES, "persona", "iteration", "metadata", "ctx", "context")
+CONVERSATION_NAMES = ("messages", "history", "conversation_state")
+BINDABLE = (
+    *INPUT_NAMES,
+    "persona",
+    "iteration",
+    "metadata",
+    "ctx",
+    "context",
+    *CONVERSATION_NAMES,
+)
 
 Kind = Literal["sync", "async", "generator", "async_generator"]
 
@@ -83,7 +94,7 @@ def _bindings(
         return tuple(
             (p.name, "ctx" if p.name == "context" else p.name, True)
             for p in signature.parameters.values()
-            if p.name in ("persona", "iteration", "metadata", "ctx", "context")
+            if p.name in ("persona", "iteration", "metadata", "ctx", "context", *CONVERSATION_NAMES)
         )
     params = [
         p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)

@@ -51,6 +51,8 @@ class ModelServer:
         self.gzip = False
         """Compress whole (non-streamed) bodies, as api.openai.com does."""
         self.replies: list[str] = []
+        self.queue: deque[str] = deque()
+        """Answers given in order, one per request, before ``replies``/echo take over."""
         self.requests: list[Received] = []
         self._faults: deque[str] = deque()
         self._lock = threading.Lock()
@@ -76,6 +78,10 @@ class ModelServer:
             return header
         with self._lock:
             return self._faults.popleft() if self._faults else None
+
+    def next_queued(self) -> str | None:
+        with self._lock:
+            return self.queue.popleft() if self.queue else None
 
     def record(self, received: Received) -> None:
         with self._lock:
@@ -150,7 +156,11 @@ def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
             if fault == "malformed":
                 self._send(200, b'{"id": "chatcmpl-broken", "choices": [')
                 return
-            done = completion(body, "scripted" if model.replies else "echo", model.replies)
+            queued = model.next_queued()
+            if queued is not None:
+                done = completion(body, "scripted", [queued])
+            else:
+                done = completion(body, "scripted" if model.replies else "echo", model.replies)
             if not body.get("stream"):
                 self._send(200, orjson.dumps(done))
                 return

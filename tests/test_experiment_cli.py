@@ -212,7 +212,12 @@ def test_personas_filter_runs_only_their_inputs(tmp_path: Path) -> None:
         ),
         (
             {"multi_turn": {"enabled": True}},
-            "'multi_turn.enabled' is true but multi-turn experiments are not available",
+            "the supervisor's model openai:gpt-4o-mini needs an API key: pass "
+            "--supervisor-api-key, set OPENAI_API_KEY, or use --supervisor-provider mock",
+        ),
+        (
+            {"multi_turn": {"enabled": True, "supervisor": {"provider": "mock", "temprature": 1}}},
+            "unknown key 'multi_turn.supervisor.temprature'; did you mean 'temperature'?",
         ),
     ],
 )
