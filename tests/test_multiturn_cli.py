@@ -156,13 +156,18 @@ def test_llm_supervisor_continues_then_stops_and_replays_offline(tmp_path: Path)
             key,
             "--supervisor-temperature",
             "0.2",
+            "--supervisor-model",
+            "sup-flag-model",
+            "--persona-override",
+            "impatient expert",
             cwd=project,
         )
         assert result.returncode == 0, result.stderr
         assert {r.headers["authorization"] for r in server.requests} == {f"Bearer {key}"}
         sent = server.requests[0].body
-    assert sent["model"] == "sup-model" and sent["temperature"] == 0.2
+    assert sent["model"] == "sup-flag-model" and sent["temperature"] == 0.2
     assert sent["messages"][0]["content"].startswith("Play the user.")
+    assert "Persona: impatient expert" in sent["messages"][0]["content"]
     assert sent["response_format"]["type"] == "json_schema"
     folder = output_folder(result)
     trace = read_jsonl(folder / "traces.jsonl")[0]
@@ -302,3 +307,59 @@ def test_manual_approval_asks_on_the_terminal(tmp_path: Path) -> None:
     ]
     assert traces[1]["output"] == "doc for two / doc for again"
     assert {c["decided_by"] for c in traces[1]["tool_calls"]} == {"user"}
+
+
+def test_a_conversation_past_its_timeout_ends_with_reason_timeout(tmp_path: Path) -> None:
+    agent = """
+    import asyncio
+
+    async def run(input_text, history):
+        await asyncio.sleep(0.6 if history else 0.01)
+        return "ok"
+    """
+    project = make_project(
+        tmp_path / "proj",
+        agent=agent,
+        inputs=ONE_INPUT,
+        iterations=1,
+        simulation=multi_turn(supervisor=mock_supervisor(["slow one"])),
+    )
+    result = agentledger("run", "experiment", "--yes", "--timeout", "0.3", cwd=project)
+    assert result.returncode == 1
+    row = read_jsonl(output_folder(result) / "trace_summary.jsonl")[0]
+    assert (row["termination_reason"], row["turn_count"], row["error"]["reason"]) == (
+        "timeout",
+        1,
+        "timeout",
+    )
+
+
+def test_auto_approval_on_a_terminal_asks_nothing(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "proj",
+        agent=TOOL_AGENT,
+        inputs=[{"input": "one"}],
+        iterations=1,
+        simulation=multi_turn(max_turns=1, supervisor=mock_supervisor([])),
+    )
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
+    proc = subprocess.Popen(
+        [AGENTLEDGER, "run", "experiment", "--yes", "--auto-approve-tools"],
+        cwd=project,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**env, "NO_COLOR": "1", "TERM": "dumb"},
+        close_fds=True,
+    )
+    os.close(slave)
+    try:
+        screen = _converse(master, [], time.monotonic() + 60)
+        assert proc.wait(timeout=30) == 0, screen
+    finally:
+        os.close(master)
+    assert "Approve?" not in screen
+    folder = next((project / "experiments").iterdir())
+    calls = read_jsonl(folder / "traces.jsonl")[0]["tool_calls"]
+    assert [c["decided_by"] for c in calls] == ["auto", "auto"]
