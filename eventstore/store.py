@@ -656,7 +656,9 @@ class EventStore:
         )
         last: tuple[str, int] = ("", 0)
         while True:
-            params: tuple[Any, ...] = (prefix, upper, *last)
+            # The range starts at the last stream read, not the prefix: SQLite seeks the
+            # index by the range only (not the row value), so this keeps each page O(page).
+            params: tuple[Any, ...] = (max(prefix, last[0]), upper, *last)
             params += (until, page_size) if until is not None else (page_size,)
             with self._read() as conn:
                 cursor = conn.connection.cursor()

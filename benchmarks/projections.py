@@ -1,0 +1,187 @@
+"""Rebuilding a large experiment's report from the log (issue 4 target).
+
+An experiment of 1,000,000 events (20,000 traces of TraceStarted, 48 observations and
+TraceCompleted) is written to a SQLite store, then ``agentledger report rebuild`` writes
+every file of its folder; wall clock and peak RSS of the command, against reading the same
+events raw with ``sqlite3`` + orjson in this process. Targets: <= 15 s, <= 150 MB.
+
+    python benchmarks/projections.py [--traces 20000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (imports follow the sys.path set-up below)
+import argparse
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+ROOT = _HERE.parent
+sys.path = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != _HERE), str(_HERE)]
+
+import orjson
+from common import machine, median, work_dir
+
+from eventstore import EventStore
+from eventstore.envelope import utc_now
+from eventstore.payloads import (
+    ExperimentCompleted,
+    ExperimentPlan,
+    ExperimentStarted,
+    ObservationRecorded,
+    PlanInput,
+    TraceCompleted,
+    TraceStarted,
+)
+from eventstore.store import NO_STREAM, AppendRequest
+from eventstore.streams import experiment_stream, trace_stream
+
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+OBSERVATIONS = 48
+EXPERIMENT = "benchproj000"
+
+
+def build(path: Path, traces: int) -> int:
+    """Write the experiment; returns the number of events."""
+    store = EventStore.open(str(path))
+    plan = ExperimentPlan(
+        inputs=[PlanInput(index=0, input="hello")], iterations=traces, total_runs=traces
+    )
+    store.append(
+        experiment_stream(EXPERIMENT),
+        [
+            ExperimentStarted(
+                experiment_id=EXPERIMENT,
+                name="bench",
+                config={"name": "bench"},
+                plan=plan,
+                seed=1,
+                output_dir=str(path.parent / "out"),
+            )
+        ],
+        expected_version=NO_STREAM,
+        metadata={"correlation_id": EXPERIMENT},
+    )
+    meta = {"correlation_id": EXPERIMENT}
+    now = utc_now()
+    batch: list[AppendRequest] = []
+    for slot in range(traces):
+        trace_id = f"{EXPERIMENT}-{slot:06d}"
+        events = [
+            TraceStarted(
+                experiment_id=EXPERIMENT,
+                trace_id=trace_id,
+                slot=slot,
+                input_index=0,
+                iteration=slot,
+                input="hello",
+                seed=slot,
+            ),
+            *(
+                ObservationRecorded(
+                    observation_id=f"{trace_id}:{n}",
+                    kind="event",
+                    name="step",
+                    timestamp=now,
+                    data={"n": n, "note": "a small observation payload"},
+                )
+                for n in range(OBSERVATIONS)
+            ),
+            TraceCompleted(output=f"answer {slot}", duration_ms=12.5),
+        ]
+        batch.append(AppendRequest(trace_stream(trace_id), tuple(events), NO_STREAM, meta))
+        if len(batch) == 50:
+            store.append_batch(batch)
+            batch = []
+    if batch:
+        store.append_batch(batch)
+    store.append(
+        experiment_stream(EXPERIMENT),
+        [
+            ExperimentCompleted(
+                experiment_id=EXPERIMENT, total_traces=traces, successful=traces, failed=0
+            )
+        ],
+        metadata=meta,
+    )
+    store.close()
+    return 2 + traces * (OBSERVATIONS + 2)
+
+
+def raw_read(path: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    conn = sqlite3.connect(path)
+    count = 0
+    for data, metadata in conn.execute("SELECT data, metadata FROM events ORDER BY position"):
+        orjson.loads(data)
+        orjson.loads(metadata)
+        count += 1
+    conn.close()
+    return time.perf_counter() - started, count
+
+
+def rebuild(path: Path, out: Path) -> tuple[float, int]:
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "%M",
+            AGENTLEDGER,
+            "--store",
+            str(path),
+            "report",
+            "rebuild",
+            EXPERIMENT,
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"rebuild failed: {proc.stderr[-2000:]}")
+    return elapsed, int(proc.stderr.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traces", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(machine())
+    base = work_dir("projections")
+    path = base / f"ledger-{args.traces}.db"
+    if not path.exists():
+        started = time.perf_counter()
+        events = build(path, args.traces)
+        print(f"built {events:,} events in {time.perf_counter() - started:.1f} s ({path})")
+    raws, rebuilds, peaks = [], [], []
+    for number in range(1, args.rounds + 1):
+        raw, count = raw_read(path)
+        seconds, peak = rebuild(path, base / "out")
+        raws.append(raw)
+        rebuilds.append(seconds)
+        peaks.append(peak)
+        print(
+            f"  round {number}: raw read of {count:,} events {raw:.2f} s, rebuild {seconds:.2f} s"
+            f" ({seconds / raw:.1f}x raw), peak RSS {peak / 1024:.0f} MB"
+        )
+    seconds, peak = median(rebuilds), max(peaks) / 1024
+    verdict = "meets" if seconds <= 15 and peak <= 150 else "misses"
+    files = sorted(p.name for p in (base / "out").iterdir())
+    print(
+        f"  median rebuild {seconds:.2f} s vs raw read {median(raws):.2f} s; peak RSS "
+        f"{peak:.0f} MB ({verdict} the 15 s / 150 MB target); files: {', '.join(files)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
