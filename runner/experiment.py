@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import hashlib
 import logging
 import os
@@ -21,14 +19,13 @@ import random
 import re
 import signal
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from eventstore.payloads import (
     ExperimentCompleted,
@@ -48,12 +45,11 @@ from runner.args import (
     argument_recordings,
     argument_secrets,
     check_parameters,
-    fill_masked,
 )
+from runner.attempt import check_replay, run_attempt
 from runner.client_hook import record_default_clients
 from runner.config import ExperimentSettings
-from runner.context import AutoApprove, RunContext, ToolApprover, TraceRecorder, jsonable
-from runner.conversation import Conversation, blocking_decider, conversation_values
+from runner.context import AutoApprove, RunContext, ToolApprover, TraceRecorder
 from runner.errors import ConfigError, ModelConfigError, ResumeError
 from runner.gateway import ModelGateway
 from runner.models import Endpoint, endpoint, key_variable, offline_endpoint
@@ -189,41 +185,6 @@ def create_output_dir(base: Path, name: str, moment: datetime) -> Path:
             continue
         return candidate
     raise OSError(f"no free output folder name under {base}")
-
-
-def _combine(chunks: list[Any]) -> Any:
-    """A generator target's output: its string chunks joined, else the list of items."""
-    if all(isinstance(c, str) for c in chunks):
-        return "".join(chunks)
-    return chunks
-
-
-def _call_sync(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    result = target.fn(*args, **kwargs)
-    if target.kind == "generator":
-        return _combine(list(result))
-    return result
-
-
-async def _call_async(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    if target.kind == "async_generator":
-        return _combine([chunk async for chunk in target.fn(*args, **kwargs)])
-    return await target.fn(*args, **kwargs)
-
-
-@dataclass
-class _Outcome:
-    ok: bool
-    output: Any = None
-    error_type: str = ""
-    error_message: str = ""
-    traceback: str | None = None
-    reason: str = "exception"
-    duration_ms: float = 0.0
-    divergence: dict[str, Any] | None = None
-    turn_count: int = 1
-    conversation_state: str | None = None
-    termination_reason: str | None = None
 
 
 @dataclass
@@ -521,11 +482,11 @@ class ExperimentRunner:
         while True:
             attempt += 1
             try:
-                outcome = await self._attempt(prepared, slot, ctx, pool)
+                outcome = await run_attempt(prepared, slot, ctx, pool, run.supervisor)
             except asyncio.CancelledError:
                 recorder.record(_interrupted(attempt, "while this run was going"))
                 return
-            outcome = _check_replay(ctx, outcome)
+            outcome = check_replay(ctx, outcome)
             if outcome.ok:
                 recorder.record(
                     TraceCompleted(
@@ -578,88 +539,6 @@ class ExperimentRunner:
             run.result.failed += 1
         self._listener.finished_run(slot, outcome.ok)
 
-    async def _attempt(
-        self, prepared: PreparedExperiment, slot: Slot, ctx: RunContext, pool: ThreadPoolExecutor
-    ) -> _Outcome:
-        """One attempt of a slot: one call of the target, or a whole conversation. The
-        context (and its seeded ``random``) lives for the whole slot, so a retry continues
-        the random sequence instead of repeating it."""
-        settings, target = prepared.settings, prepared.target
-        loop = asyncio.get_running_loop()
-        base = {
-            "input": slot.input.input,
-            "persona": slot.input.persona,
-            "iteration": slot.iteration,
-            "metadata": dict(slot.input.metadata),
-            "ctx": ctx,
-        }
-        recorded = (
-            fill_masked(slot.input.call_args, prepared.argument_secrets)
-            if slot.input.call_args is not None
-            else None
-        )
-
-        async def run_blocking(fn: Callable[[], Any]) -> Any:
-            return await loop.run_in_executor(pool, contextvars.copy_context().run, fn)
-
-        async def invoke(turn: dict[str, Any]) -> Any:
-            values = {**base, **turn}
-            if recorded is not None:
-                args: list[Any] = []
-                kwargs = target.replay_arguments(recorded, values)
-            else:
-                args, kwargs = target.arguments(values)
-            if target.is_async:
-                return await _call_async(target, args, kwargs)
-            return await run_blocking(functools.partial(_call_sync, target, args, kwargs))
-
-        multi_turn = settings.multi_turn
-        conversation = Conversation(multi_turn, ctx) if multi_turn is not None else None
-        token = ctx.activate()
-        started = time.perf_counter()
-        timeout = settings.timeout_seconds
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                if conversation is not None:
-                    assert self._current_supervisor is not None
-                    decide = blocking_decider(self._current_supervisor, ctx, run_blocking)
-                    termination = await conversation.run(slot.input.input, invoke, decide)
-                    output = conversation.output
-                else:
-                    first = [{"role": "user", "content": slot.input.input}]
-                    output = await invoke(conversation_values(first, 0, slot.input.persona, 1))
-        except TimeoutError as exc:
-            elapsed = _ms(started)
-            if deadline.expired():
-                if not target.is_async:
-                    log.warning(
-                        "run %s timed out after %ss; its thread cannot be stopped and is left "
-                        "to finish, its result discarded",
-                        slot.trace_id,
-                        timeout,
-                    )
-                return _ended(
-                    _Outcome(
-                        False,
-                        error_type="Timeout",
-                        error_message=f"run exceeded the {timeout:g} s timeout",
-                        reason="timeout",
-                        duration_ms=elapsed,
-                    ),
-                    conversation,
-                    "timeout",
-                )
-            return _ended(_failure(exc, elapsed), conversation, "error")
-        except Exception as exc:
-            return _ended(_failure(exc, _ms(started)), conversation, "error")
-        finally:
-            ctx.deactivate(token)
-        outcome = _Outcome(True, output=jsonable(output), duration_ms=_ms(started))
-        if conversation is not None:
-            state = "terminated" if termination == "max_turns" else "completed"
-            return _ended(outcome, conversation, termination, state)
-        return outcome
-
     def _tool_approver(self, settings: ExperimentSettings) -> ToolApprover:
         """Automatic approval, unless the experiment asks for manual approval."""
         if settings.multi_turn is None or settings.multi_turn.auto_approve_tools:
@@ -673,22 +552,19 @@ class ExperimentRunner:
     def _supervisor(self, prepared: PreparedExperiment) -> Supervisor | None:
         """The supervisor of a multi-turn experiment (its model gateway, if any, is its own)."""
         multi_turn = prepared.settings.multi_turn
-        self._current_supervisor: Supervisor | None = None
         if multi_turn is None:
             return None
         settings = multi_turn.supervisor
         if settings.model is None:
-            self._current_supervisor = ScriptedSupervisor(settings)
-        else:
-            assert prepared.supervisor_endpoint is not None
-            self._current_supervisor = ModelSupervisor(
-                settings,
-                ModelGateway(settings.model, prepared.supervisor_endpoint, self._store.redactor),
-                personas={str(p["name"]): p for p in prepared.settings.personas},
-                persona_override=multi_turn.persona_override,
-                service_context=prepared.settings.service_context,
-            )
-        return self._current_supervisor
+            return ScriptedSupervisor(settings)
+        assert prepared.supervisor_endpoint is not None
+        return ModelSupervisor(
+            settings,
+            ModelGateway(settings.model, prepared.supervisor_endpoint, self._store.redactor),
+            personas={str(p["name"]): p for p in prepared.settings.personas},
+            persona_override=multi_turn.persona_override,
+            service_context=prepared.settings.service_context,
+        )
 
     # --- completion -----------------------------------------------------------------------
 
@@ -728,47 +604,6 @@ class ExperimentRunner:
         )
 
 
-def _check_replay(ctx: RunContext, outcome: _Outcome) -> _Outcome:
-    """A replayed run that left its recording fails with the first divergence, whatever
-    the agent made of the refused call; in ``replay`` mode so does one that made fewer
-    calls than were recorded."""
-    state = ctx.replay
-    if state is None:
-        return outcome
-    if ctx.divergence is None and outcome.ok and state.mode is RecordMode.REPLAY:
-        missing = state.book.unused()
-        if missing is not None:
-            ctx.diverge(missing)
-    if ctx.divergence is None:
-        return outcome
-    return _Outcome(
-        False,
-        output=outcome.output,
-        error_type="ReplayDivergence",
-        error_message=ctx.divergence.message(),
-        reason="divergence",
-        duration_ms=outcome.duration_ms,
-        divergence=ctx.divergence.as_dict(),
-    )
-
-
-def _ended(
-    outcome: _Outcome,
-    conversation: Conversation | None,
-    termination: str,
-    state: str = "terminated",
-) -> _Outcome:
-    """``outcome`` with how its conversation ended (single-turn runs are left as they are)."""
-    if conversation is None:
-        return outcome
-    outcome.turn_count = conversation.turns_done
-    outcome.conversation_state = state
-    outcome.termination_reason = termination
-    if not outcome.ok and conversation.output is not None:
-        outcome.output = conversation.output
-    return outcome
-
-
 def _interrupted(attempt: int, when: str) -> TraceFailed:
     """The (non-final) failure recorded for a run cut short by Ctrl-C."""
     return TraceFailed(
@@ -777,18 +612,4 @@ def _interrupted(attempt: int, when: str) -> TraceFailed:
         reason="interrupted",
         duration_ms=0.0,
         attempts=attempt,
-    )
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
-
-
-def _failure(exc: BaseException, duration_ms: float) -> _Outcome:
-    return _Outcome(
-        False,
-        error_type=type(exc).__name__,
-        error_message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
-        duration_ms=duration_ms,
     )
