@@ -144,9 +144,14 @@ def show_trace(state: AppState, trace: str, as_json: bool) -> None:
 @click.argument("trace_or_session")
 @pass_state
 def transcript(state: AppState, trace_or_session: str) -> None:
-    """Print the chat transcript (Markdown) of a trace."""
-    from projections.transcripts import trace_transcript
+    """Print the chat transcript (Markdown) of a trace or of an agent session."""
+    from eventstore.streams import session_stream
+    from projections.transcripts import session_transcript, trace_transcript
 
     with state.open_store(create=False) as store:
+        session = store.read_stream(session_stream(trace_or_session))
+        if session:
+            click.echo(session_transcript(session), nl=False)
+            return
         experiment, fold = _load_trace(store, trace_or_session)
     click.echo(trace_transcript(experiment, fold), nl=False)

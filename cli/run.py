@@ -437,3 +437,166 @@ def _check_failures(result: ExperimentResult, max_failures: str) -> None:
             err=True,
         )
         click.get_current_context().exit(EXIT_FAILED_BAR)
+
+
+@run.command(
+    "agent",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("path", default=".", metavar="[PATH]")
+@click.argument("agent_name", required=False, metavar="[AGENT]")
+@click.option(
+    "--entry-agent", metavar="NAME", help="The agent to run [default: cli.chat, else the first]."
+)
+@click.option(
+    "--model", "model_flag", metavar="PROVIDER:MODEL", help="Override the project's model."
+)
+@click.option("--base-url", metavar="URL", help="An OpenAI-compatible endpoint for the model.")
+@click.option("--temperature", type=float, help="Sampling temperature (0-2).")
+@click.option("--top-p", type=float, help="Nucleus sampling (0-1).")
+@click.option("--presence-penalty", type=float, help="Presence penalty (-2..2).")
+@click.option("--frequency-penalty", type=float, help="Frequency penalty (-2..2).")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="TEXT|@FILE|JSON",
+    help="Input (repeatable): text, @file, or a JSON object merged into the input.",
+)
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["text", "json", "yaml"]),
+    help="How to read @file and stdin [default: by extension; stdin text].",
+)
+@click.option("-o", "--output", "output_file", metavar="FILE", help="Write the result here.")
+@click.option("--output-key", default="message", show_default=True, help="Result field to output.")
+@click.option("--force", is_flag=True, help="Overwrite --output, creating its folders.")
+@pass_state
+@click.pass_context
+def agent(
+    ctx: click.Context,
+    state: AppState,
+    path: str,
+    agent_name: str | None,
+    entry_agent: str | None,
+    model_flag: str | None,
+    base_url: str | None,
+    temperature: float | None,
+    top_p: float | None,
+    presence_penalty: float | None,
+    frequency_penalty: float | None,
+    inputs: tuple[str, ...],
+    input_format: str | None,
+    output_file: str | None,
+    output_key: str,
+    force: bool,
+) -> None:
+    """Run one agent of an agentledger.yaml / aigne.yaml project once, recorded as a
+    session. Input fields of the agent's input_schema are flags too (--<field> VALUE).
+
+    The result goes to stdout (text for a string, JSON otherwise) or to -o FILE.
+    """
+    from runner.agent_input import gather_input, schema_flags
+    from runner.agent_run import run_agent
+    from runner.models import default_model, parse_model, provider_keys
+    from runner.project import load_project
+
+    if "://" in path or path.startswith("git@"):
+        raise UserError(
+            f"{path}: running a project from a URL is not available in this version; clone "
+            "or download it and pass its directory"
+        )
+    if agent_name and entry_agent and agent_name != entry_agent:
+        raise UserError(
+            f"AGENT {agent_name!r} and --entry-agent {entry_agent!r} disagree; give one"
+        )
+    directory = Path(path).resolve()
+    if not directory.is_dir():
+        raise UserError(f"{path}: not a directory; pass an agent project directory")
+    target = _output_target(output_file, force)
+    env = _load_agent_env(directory)
+    project = load_project(directory)
+    chosen = project.agent(agent_name or entry_agent)
+    stdin_text = None if sys.stdin.isatty() else sys.stdin.read()
+    values = gather_input(
+        chosen,
+        list(inputs),
+        input_format,
+        stdin_text,
+        schema_flags(chosen, list(ctx.args)),
+        Path.cwd(),
+    )
+    model = (
+        parse_model(model_flag)
+        if model_flag
+        else chosen.model or project.model or default_model(env)
+    )
+    model = model.with_overrides(
+        base_url=base_url,
+        temperature=temperature,
+        top_p=top_p,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+    )
+    store = state.open_store(directory)
+    try:
+        for key in provider_keys(env):
+            store.redactor.add_secret(key)
+        outcome = run_agent(store, project, chosen, values, model, env)
+    finally:
+        store.close()
+    result = outcome.result
+    if isinstance(result, dict) and output_key in result:
+        result = result[output_key]
+    text = result if isinstance(result, str) else _json_text(result)
+    if target is not None:
+        _write_output(target, text)
+        click.echo(f"Wrote {target}", err=True)
+    else:
+        click.echo(text)
+    # stdout carries the result alone; where it is recorded goes to stderr.
+    click.echo(f"Session: {outcome.session_id}", err=True)
+
+
+def _load_agent_env(directory: Path) -> dict[str, str]:
+    """The environment with the project's .env and .env.local under it (set values win)."""
+    from dotenv import load_dotenv
+
+    load_dotenv(directory / ".env.local", override=False)
+    load_dotenv(directory / ".env", override=False)
+    return dict(os.environ)
+
+
+def _json_text(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _output_target(output_file: str | None, force: bool) -> Path | None:
+    """Check -o before running: an existing non-empty file needs --force, and so does a
+    missing folder."""
+    if output_file is None:
+        return None
+    target = Path(output_file)
+    if target.is_dir():
+        raise UserError(f"--output {output_file} is a directory; name a file")
+    if target.exists() and target.stat().st_size > 0 and not force:
+        raise UserError(
+            f"--output {output_file} exists and is not empty; pass --force to overwrite"
+        )
+    if not target.parent.exists() and not force:
+        raise UserError(
+            f"--output {output_file}: folder {target.parent} does not exist; pass --force to "
+            "create it"
+        )
+    return target
+
+
+def _write_output(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temporary.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    os.replace(temporary, target)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
+from eventstore.envelope import StoredEvent
 from projections.folds import ExperimentFold, TraceFold
 from projections.rows import conversation_history, trace_usage
 
@@ -42,7 +44,44 @@ def trace_transcript(experiment: ExperimentFold, trace: TraceFold) -> str:
             f"- Conversation: {trace.conversation_state}, ended by {trace.termination_reason}"
             f" after {trace.turn_count} turn(s)"
         )
-    lines += ["", "## Conversation", ""]
+    return "\n".join([*lines, *_body(trace)]).rstrip() + "\n"
+
+
+def session_transcript(events: Iterable[StoredEvent]) -> str:
+    """The Markdown transcript of an agent session (``run agent``)."""
+    started: dict[str, Any] = {}
+    ended: dict[str, Any] = {}
+    fold: TraceFold | None = None
+    first_at = last_at = ""
+    for ev in events:
+        if fold is None:
+            fold = TraceFold(ev.stream_id.removeprefix("session-"))
+            first_at = ev.recorded_at
+        last_at = ev.recorded_at
+        if ev.type == "SessionStarted":
+            started = ev.data
+        elif ev.type == "SessionEnded":
+            ended = ev.data
+        fold.apply(ev)
+    if fold is None:
+        return ""
+    lines = [
+        f"# Session {fold.trace_id}",
+        "",
+        f"- Project: {started.get('project', '?')}, agent {started.get('agent', '?')}, "
+        f"model {started.get('model') or '?'}" + (" (chat)" if started.get("chat") else ""),
+        f"- Started: {first_at}",
+    ]
+    if ended:
+        lines.append(
+            f"- Ended: {last_at}, {ended.get('turns', 0)} turn(s), {ended.get('reason', '')}"
+        )
+    return "\n".join([*lines, *_body(fold)]).rstrip() + "\n"
+
+
+def _body(trace: TraceFold) -> list[str]:
+    """Conversation, tool calls, model calls and error of a trace or session."""
+    lines = ["", "## Conversation", ""]
     if trace.turns:
         for turn in trace.turns:
             index = turn["turn_index"] + 1
@@ -95,4 +134,4 @@ def trace_transcript(experiment: ExperimentFold, trace: TraceFold) -> str:
         ]
         if trace.error.get("traceback"):
             lines += ["```", trace.error["traceback"].rstrip(), "```", ""]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines

@@ -1,0 +1,221 @@
+"""Running one agent once, recorded as a session (``run agent``).
+
+The run is a session stream ``session-<id>``: ``SessionStarted``, one turn
+(``TurnStarted`` with the user's message, the model and tool calls, ``TurnCompleted``),
+``SessionEnded``. A YAML AI agent sends its rendered instructions and the user's message
+to its model (with ``response_format`` json_schema when it has an output schema, the
+answer then parsed and checked), running its skills in a tool-call loop of at most
+``max_iterations`` model calls. A Python agent is called like an experiment target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventstore.payloads import SessionEnded, SessionStarted, TurnCompleted, TurnStarted
+from eventstore.store import EventStore
+from eventstore.streams import session_stream
+from runner.client_hook import record_default_clients
+from runner.context import RunContext, TraceRecorder, jsonable
+from runner.errors import RunnerError
+from runner.gateway import ModelGateway
+from runner.models import ModelSpec, endpoint
+from runner.project import Agent, AgentProject, load_skill, render, tool_schema
+from runner.targets import load_target
+from runner.writer import BatchWriter
+
+JsonDict = dict[str, Any]
+
+
+class AgentRunError(RunnerError):
+    """The agent failed: its model, a tool, or an answer that breaks its output schema."""
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    session_id: str
+    result: Any
+    """The agent's result: ``{output_key: text}`` or the object its output schema asks for."""
+
+
+def user_message(agent: Agent, values: JsonDict) -> str:
+    """The user's message: the ``input_key`` field, else ``message``, else the input as JSON."""
+    for key in (agent.input_key, "message"):
+        if key and isinstance(values.get(key), str):
+            return str(values[key])
+    return orjson.dumps(values).decode() if values else ""
+
+
+def _check_output(agent: Agent, text: str) -> Any:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise AgentRunError(
+            f"agent {agent.name}: the model's answer is not the JSON its output_schema asks "
+            f"for: {text[:200]!r}"
+        ) from None
+    required = (agent.output_schema or {}).get("required") or []
+    missing = [k for k in required if not isinstance(value, dict) or k not in value]
+    if missing:
+        raise AgentRunError(
+            f"agent {agent.name}: the model's answer lacks required field(s) "
+            f"{', '.join(missing)} of its output_schema"
+        )
+    return value
+
+
+def _ai_agent(
+    agent: Agent, ctx: RunContext, gateway: ModelGateway, values: JsonDict, project_dir: Path
+) -> Any:
+    skills = {s.rsplit(":", 1)[1]: load_skill(s, project_dir) for s in agent.skills}
+    messages: list[JsonDict] = []
+    system = render(agent.instructions, values)
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": user_message(agent, values)})
+    params: JsonDict = {}
+    if skills:
+        params["tools"] = [tool_schema(t) for t in skills.values()]
+    if agent.output_schema is not None:
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": agent.output_schema},
+        }
+    client = gateway.client()
+    for _ in range(agent.max_iterations):
+        request = gateway.chat_request(messages, None, params)
+        reply = client.chat.completions.create(**request).choices[0].message
+        if not reply.tool_calls:
+            text = reply.content or ""
+            if agent.output_schema is not None:
+                return _check_output(agent, text)
+            return {agent.output_key: text}
+        messages.append(reply.model_dump(exclude_none=True))
+        for call in reply.tool_calls:
+            function = call.function
+            skill = skills.get(function.name)
+            if skill is None:
+                result: Any = f"error: no tool named {function.name}"
+            else:
+                try:
+                    arguments = orjson.loads(function.arguments or "{}")
+                except orjson.JSONDecodeError:
+                    arguments = {}
+                try:
+                    result = ctx.tool(function.name, skill.fn, arguments, call_id=call.id)
+                except Exception as exc:
+                    result = f"error: {type(exc).__name__}: {exc}"
+            content = result if isinstance(result, str) else orjson.dumps(jsonable(result)).decode()
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+    raise AgentRunError(
+        f"agent {agent.name}: still calling tools after {agent.max_iterations} model calls "
+        "(max_iterations)"
+    )
+
+
+def _python_agent(agent: Agent, ctx: RunContext, values: JsonDict, project_dir: Path) -> Any:
+    assert agent.target is not None
+    target = load_target(agent.target, [str(project_dir)])
+    text = user_message(agent, values)
+    args, kwargs = target.arguments(
+        {
+            "input": text,
+            "persona": None,
+            "iteration": 0,
+            "metadata": dict(values),
+            "ctx": ctx,
+            "messages": [{"role": "user", "content": text}],
+            "history": [],
+            "conversation_state": {"turn_index": 0, "messages": []},
+        }
+    )
+    result = target.fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    elif inspect.isgenerator(result):
+        result = "".join(str(chunk) for chunk in result)
+    return jsonable(result)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def run_agent(
+    store: EventStore,
+    project: AgentProject,
+    agent: Agent,
+    values: JsonDict,
+    model: ModelSpec,
+    env: Mapping[str, str],
+) -> AgentResult:
+    """Run ``agent`` once on ``values`` and record it as a session."""
+    project_dir = Path(project.directory)
+    model_endpoint = endpoint(model, env)
+    session_id = uuid.uuid4().hex[:12]
+    stream = session_stream(session_id)
+    metadata = {"correlation_id": session_id}
+    store.append(
+        stream,
+        [
+            SessionStarted(
+                session_id=session_id,
+                project=project.name,
+                agent=agent.name,
+                model=model.label,
+                chat=False,
+            )
+        ],
+        metadata=metadata,
+    )
+    writer = BatchWriter(store)
+    gateway = ModelGateway(model, model_endpoint, store.redactor)
+    recorder = TraceRecorder(writer, stream, version=1, metadata=metadata)
+    ctx = RunContext(
+        recorder,
+        trace_id=session_id,
+        experiment_id=None,
+        input=user_message(agent, values),
+        persona=None,
+        iteration=0,
+        metadata=values,
+        seed=int(session_id[:8], 16) >> 1,
+        gateway=gateway,
+    )
+    token = ctx.activate()
+    started = time.perf_counter()
+    try:
+        ctx.turn_index = 0
+        ctx.record_event(TurnStarted(turn_index=0, user_message=ctx.input, source="user"))
+        with record_default_clients(store.redactor):
+            if agent.target is not None:
+                result = _python_agent(agent, ctx, values, project_dir)
+            else:
+                result = _ai_agent(agent, ctx, gateway, values, project_dir)
+        ctx.record_event(
+            TurnCompleted(
+                turn_index=0,
+                agent_output=jsonable(result),
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
+        ctx.record_event(SessionEnded(session_id=session_id, turns=1))
+    except BaseException as exc:
+        ctx.record_event(
+            SessionEnded(session_id=session_id, turns=0, reason=f"failed: {type(exc).__name__}")
+        )
+        raise
+    finally:
+        ctx.deactivate(token)
+        gateway.close()
+        writer.close()
+    return AgentResult(session_id, result)

@@ -1,0 +1,246 @@
+"""``agentledger run agent`` end to end: AIGNE-style projects against the mock provider and
+the loopback model server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import orjson
+import pytest
+from modelserver import ModelServer
+from projects import AGENTLEDGER, agentledger
+
+pytestmark = pytest.mark.slow
+
+PROJECT = {
+    "aigne.yaml": """
+        name: helper
+        model: mock:echo
+        agents:
+          - chat.yaml
+          - summary.yaml
+          - {name: py, target: "pyagent:run"}
+    """,
+    "chat.yaml": """
+        name: chat
+        instructions: "You help {{user}} with {{topic.name}}."
+        input_key: message
+        skills: ["tools:lookup"]
+    """,
+    "summary.yaml": """
+        name: summary
+        instructions: ["Summarise for {{audience}}.", "Use {{count}} points."]
+        input_key: text
+        input_schema:
+          type: object
+          properties:
+            text: {type: string}
+            audience: {type: string}
+            count: {type: integer}
+            tags: {type: array, items: {type: string}}
+            short: {type: boolean}
+          required: [text]
+        output_schema: schema.json
+    """,
+    "schema.json": """
+        {"type": "object",
+         "properties": {"summary": {"type": "string"}, "points": {"type": "integer"}},
+         "required": ["summary"]}
+    """,
+    "tools.py": """
+        def lookup(question: str) -> str:
+            \"\"\"Find the answer to a question.\"\"\"
+            return f"answer to {question}"
+    """,
+    "pyagent.py": """
+        def run(input_text, metadata, ctx):
+            return {"message": ctx.chat("py: " + input_text), "seen": sorted(metadata)}
+    """,
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "helper"
+    root.mkdir()
+    for name, text in PROJECT.items():
+        (root / name).write_text(textwrap.dedent(text).lstrip())
+    return root
+
+
+def run_agent(
+    project: Path, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    if stdin is None:
+        return agentledger("run", "agent", str(project), *args, cwd=project, env=env)
+    base = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "AGENTLEDGER_STORE")}
+    return subprocess.run(
+        [AGENTLEDGER, "run", "agent", str(project), *args],
+        cwd=project,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, **env},
+    )
+
+
+def session_of(result: subprocess.CompletedProcess[str]) -> str:
+    return next(line for line in result.stderr.splitlines() if line.startswith("Session: "))[9:]
+
+
+def test_yaml_agent_renders_its_instructions_and_answers_on_stdout(project: Path) -> None:
+    with ModelServer() as server:
+        result = run_agent(
+            project,
+            "chat",
+            "--model",
+            "openai:gpt-test",
+            "--base-url",
+            server.base_url,
+            "--temperature",
+            "0.4",
+            "-i",
+            '{"user": "Ann", "topic": {"name": "sync"}}',
+            "-i",
+            "where are my notes?",
+        )
+        assert result.returncode == 0, result.stderr
+        first = server.requests[0].body
+    assert first["messages"][0] == {"role": "system", "content": "You help Ann with sync."}
+    assert first["messages"][1] == {"role": "user", "content": "where are my notes?"}
+    assert first["temperature"] == 0.4 and first["tools"][0]["function"]["name"] == "lookup"
+    assert result.stdout == "Tool results: answer to where are my notes?\n"
+    transcript = agentledger("transcript", session_of(result), cwd=project)
+    assert transcript.returncode == 0, transcript.stderr
+    assert "# Session" in transcript.stdout and "- `lookup(" in transcript.stdout
+    assert "2 call(s)" in transcript.stdout
+
+
+def test_output_schema_asks_for_json_and_output_key_selects_a_field(project: Path) -> None:
+    with ModelServer() as server:
+        result = run_agent(
+            project,
+            "summary",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            "--text",
+            "long story",
+            "--audience",
+            "kids",
+            "--count",
+            "3",
+            "--tags",
+            "a",
+            "--tags",
+            "b",
+            "--short",
+        )
+        assert result.returncode == 0, result.stderr
+        sent = server.requests[0].body
+    assert sent["response_format"]["type"] == "json_schema"
+    assert sent["response_format"]["json_schema"]["schema"]["required"] == ["summary"]
+    assert sent["messages"][0]["content"] == "Summarise for kids.\nUse 3 points."
+    assert orjson.loads(result.stdout) == {"summary": "long story", "points": 1}
+    only = run_agent(project, "summary", "--text", "short one", "--output-key", "summary")
+    assert only.stdout == "short one\n"
+
+
+def test_stdin_and_files_fill_required_fields(project: Path) -> None:
+    piped = run_agent(
+        project,
+        "summary",
+        "--format",
+        "json",
+        "--output-key",
+        "summary",
+        stdin='{"text": "from stdin"}',
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "from stdin\n"
+    (project / "input.yaml").write_text("text: from a file\naudience: adults\n")
+    filed = run_agent(project, "summary", "-i", "@input.yaml", "--output-key", "summary")
+    assert filed.stdout == "from a file\n"
+    (project / "note.txt").write_text("plain text file")
+    texted = run_agent(project, "summary", "-i", "@note.txt", "--output-key", "summary")
+    assert texted.stdout == "plain text file\n"
+    missing = run_agent(project, "summary", "--audience", "kids")
+    assert missing.returncode == 2
+    assert "agent summary needs input field(s) text: pass --text" in missing.stderr
+
+
+def test_unknown_schema_flag_and_bad_values_are_refused(project: Path) -> None:
+    unknown = run_agent(project, "summary", "--txt", "x")
+    assert unknown.returncode == 2
+    assert (
+        "no such option --txt; the agent summary's input fields are: --text, --audience"
+        in unknown.stderr
+    )
+    bad = run_agent(project, "summary", "--text", "x", "--count", "many")
+    assert bad.returncode == 2 and "--count 'many': expected an integer" in bad.stderr
+
+
+def test_output_file_is_written_atomically_and_never_clobbered(project: Path) -> None:
+    out = project / "out" / "result.txt"
+    refused = run_agent(project, "chat", "-i", "hi", "-o", str(out))
+    assert refused.returncode == 2 and "does not exist; pass --force to create it" in refused.stderr
+    created = run_agent(project, "chat", "-i", "hi", "-o", str(out), "--force")
+    assert created.returncode == 0, created.stderr
+    assert out.read_text() == "Tool results: answer to hi\n" and created.stdout == ""
+    again = run_agent(project, "chat", "-i", "again", "-o", str(out))
+    assert again.returncode == 2 and "exists and is not empty; pass --force" in again.stderr
+    assert out.read_text() == "Tool results: answer to hi\n"
+    forced = run_agent(project, "chat", "-i", "again", "-o", str(out), "--force")
+    assert forced.returncode == 0 and out.read_text() == "Tool results: answer to again\n"
+
+
+def test_python_agent_gets_the_input_and_a_recorded_model(project: Path) -> None:
+    result = run_agent(project, "--entry-agent", "py", "-i", '{"message": "yo", "extra": 1}')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "py: yo\n"
+    whole = run_agent(project, "py", "-i", "yo", "--output-key", "none")
+    assert orjson.loads(whole.stdout) == {"message": "py: yo", "seen": ["message"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "no agent named 'nope'"),
+        (
+            ["chat", "--temperature", "3"],
+            "--temperature 3 is out of range: temperature must be between 0 and 2",
+        ),
+        (["chat", "--top-p", "2"], "--top-p 2 is out of range"),
+        (
+            ["chat", "--model", "openai:gpt-4o"],
+            "model openai:gpt-4o needs an API key: set OPENAI_API_KEY",
+        ),
+        (["chat", "--model", "gpt-4o"], "--model 'gpt-4o' must be provider:model"),
+    ],
+)
+def test_bad_agent_or_model_flags_are_one_line_errors(
+    project: Path, args: list[str], message: str
+) -> None:
+    result = run_agent(project, *args, "-i", "x")
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_javascript_skills_and_urls_are_refused(project: Path, tmp_path: Path) -> None:
+    chat = project / "chat.yaml"
+    chat.write_text(chat.read_text().replace('["tools:lookup"]', '["skills/search.js"]'))
+    refused = run_agent(project, "chat", "-i", "x")
+    assert refused.returncode == 2
+    assert (
+        "skills/search.js is a JavaScript skill or agent, which agentledger cannot run"
+        in refused.stderr
+    )
+    url = agentledger("run", "agent", "https://example.com/agent.tgz", cwd=tmp_path)
+    assert url.returncode == 2 and "from a URL is not available" in url.stderr
+    empty = agentledger("run", "agent", str(tmp_path), cwd=tmp_path)
+    assert empty.returncode == 2 and "has no agentledger.yaml or aigne.yaml" in empty.stderr
