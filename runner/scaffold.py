@@ -8,7 +8,7 @@ from pathlib import Path
 
 from runner.errors import ConfigError
 
-TEMPLATES = ("experiment",)
+TEMPLATES = ("experiment", "agent")
 
 
 def _files(root: Traversable, prefix: str = "") -> list[tuple[str, Traversable]]:

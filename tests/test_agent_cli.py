@@ -244,3 +244,16 @@ def test_javascript_skills_and_urls_are_refused(project: Path, tmp_path: Path) -
     assert url.returncode == 2 and "from a URL is not available" in url.stderr
     empty = agentledger("run", "agent", str(tmp_path), cwd=tmp_path)
     assert empty.returncode == 2 and "has no agentledger.yaml or aigne.yaml" in empty.stderr
+
+
+def test_agent_template_runs_offline(tmp_path: Path) -> None:
+    created = agentledger("init", str(tmp_path / "notes"), "--template", "agent", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "Created an agent project" in created.stdout
+    answer = agentledger("run", "agent", "notes", "-i", "How do I export my notes?", cwd=tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.startswith("Tool results: Run `notes export --all --format md`")
+    summary = agentledger(
+        "run", "agent", "notes", "summarise", "--text", "Sync is automatic.", cwd=tmp_path
+    )
+    assert orjson.loads(summary.stdout)["summary"] == "Sync is automatic."
