@@ -15,11 +15,14 @@ import click
 from cli.errors import EXIT_FAILED_BAR, EXIT_INTERRUPTED, UserError
 from cli.options import AppState, pass_state
 from cli.progress import ProgressDisplay
+from eventstore.errors import AgentLedgerError
 
 if TYPE_CHECKING:
     from eventstore.store import EventStore
     from runner.context import ToolApprover
     from runner.experiment import ExperimentResult, ExperimentRunner
+    from runner.models import ModelSpec
+    from runner.project import Agent, AgentProject
     from runner.replay import RecordMode, ReplaySource
 
 LIVE_REFRESH_SECONDS = 5.0
@@ -473,6 +476,12 @@ def _check_failures(result: ExperimentResult, max_failures: str) -> None:
 @click.option("-o", "--output", "output_file", metavar="FILE", help="Write the result here.")
 @click.option("--output-key", default="message", show_default=True, help="Result field to output.")
 @click.option("--force", is_flag=True, help="Overwrite --output, creating its folders.")
+@click.option(
+    "--chat",
+    is_flag=True,
+    help="Talk to the agent: one message per line (/help for commands) [default when "
+    "cli.chat names the agent and none is given].",
+)
 @pass_state
 @click.pass_context
 def agent(
@@ -492,6 +501,7 @@ def agent(
     output_file: str | None,
     output_key: str,
     force: bool,
+    chat: bool,
 ) -> None:
     """Run one agent of an agentledger.yaml / aigne.yaml project once, recorded as a
     session. Input fields of the agent's input_schema are flags too (--<field> VALUE).
@@ -500,7 +510,7 @@ def agent(
     """
     from runner.agent_input import gather_input, schema_flags
     from runner.agent_run import run_agent
-    from runner.models import default_model, parse_model, provider_keys
+    from runner.models import provider_keys
     from runner.project import load_project
 
     if "://" in path or path.startswith("git@"):
@@ -519,6 +529,32 @@ def agent(
     env = _load_agent_env(directory)
     project = load_project(directory)
     chosen = project.agent(agent_name or entry_agent)
+    chat = chat or (agent_name is None and entry_agent is None and project.chat_agent is not None)
+    if chat and output_file:
+        raise UserError("--output writes one result; it does not go with --chat")
+    if chat:
+        model = _agent_model(
+            chosen,
+            project,
+            env,
+            model_flag,
+            base_url,
+            temperature,
+            top_p,
+            presence_penalty,
+            frequency_penalty,
+        )
+        base_values = gather_input(
+            chosen,
+            list(inputs),
+            input_format,
+            None,
+            schema_flags(chosen, list(ctx.args)),
+            Path.cwd(),
+            check_required=False,
+        )
+        _chat(state, directory, project, chosen, model, env, base_values, output_key)
+        return
     stdin_text = None if sys.stdin.isatty() else sys.stdin.read()
     values = gather_input(
         chosen,
@@ -528,17 +564,16 @@ def agent(
         schema_flags(chosen, list(ctx.args)),
         Path.cwd(),
     )
-    model = (
-        parse_model(model_flag)
-        if model_flag
-        else chosen.model or project.model or default_model(env)
-    )
-    model = model.with_overrides(
-        base_url=base_url,
-        temperature=temperature,
-        top_p=top_p,
-        presence_penalty=presence_penalty,
-        frequency_penalty=frequency_penalty,
+    model = _agent_model(
+        chosen,
+        project,
+        env,
+        model_flag,
+        base_url,
+        temperature,
+        top_p,
+        presence_penalty,
+        frequency_penalty,
     )
     store = state.open_store(directory)
     try:
@@ -558,6 +593,138 @@ def agent(
         click.echo(text)
     # stdout carries the result alone; where it is recorded goes to stderr.
     click.echo(f"Session: {outcome.session_id}", err=True)
+
+
+def _agent_model(
+    chosen: Agent,
+    project: AgentProject,
+    env: Mapping[str, str],
+    model_flag: str | None,
+    base_url: str | None,
+    temperature: float | None,
+    top_p: float | None,
+    presence_penalty: float | None,
+    frequency_penalty: float | None,
+) -> ModelSpec:
+    """The agent's model, else the project's, else the default; flags override it."""
+    from runner.models import default_model, parse_model
+
+    model = (
+        parse_model(model_flag)
+        if model_flag
+        else chosen.model or project.model or default_model(env)
+    )
+    return model.with_overrides(
+        base_url=base_url,
+        temperature=temperature,
+        top_p=top_p,
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+    )
+
+
+CHAT_HELP = """Commands:
+  /help      this help
+  /history   the conversation so far
+  /clear     forget the conversation (the log keeps it)
+  /exit      end the session
+End a line with \\ to continue the message on the next line."""
+
+
+def _read_message(interactive: bool) -> str | None:
+    """The next message: a line (continued by a trailing backslash on a terminal), or None
+    at the end of input."""
+    parts: list[str] = []
+    while True:
+        if interactive:
+            try:
+                line = input("> " if not parts else ". ")
+            except EOFError:
+                return "\n".join(parts) if parts else None
+        else:
+            raw = sys.stdin.readline()
+            if not raw:
+                return "\n".join(parts) if parts else None
+            line = raw.rstrip("\n")
+        if interactive and line.endswith("\\"):
+            parts.append(line[:-1])
+            continue
+        parts.append(line)
+        return "\n".join(parts)
+
+
+def _chat(
+    state: AppState,
+    directory: Path,
+    project: AgentProject,
+    chosen: Agent,
+    model: ModelSpec,
+    env: Mapping[str, str],
+    base_values: dict[str, Any],
+    output_key: str,
+) -> None:
+    """The chat loop: each message is one recorded turn of the session."""
+    from runner.agent_input import message_key, missing_fields
+    from runner.agent_run import AgentSession
+    from runner.models import provider_keys
+
+    interactive = sys.stdin.isatty()
+    store = state.open_store(directory)
+    for key in provider_keys(env):
+        store.redactor.add_secret(key)
+    session = AgentSession(store, project, chosen, model, env, chat=True)
+    shown: list[tuple[str, str]] = []
+    reason = "completed"
+    if interactive:
+        click.echo(f"Chatting with {chosen.name} ({model.label}); /help for commands.", err=True)
+    try:
+        while True:
+            message = _read_message(interactive)
+            if message is None:
+                break
+            text = message.strip()
+            if not text:
+                continue
+            if text in ("/exit", "/quit"):
+                break
+            if text == "/help":
+                click.echo(CHAT_HELP)
+                continue
+            if text == "/history":
+                for user, reply in shown:
+                    click.echo(f"you: {user}\n{chosen.name}: {reply}")
+                continue
+            if text == "/clear":
+                session.clear()
+                shown.clear()
+                click.echo("(conversation cleared)", err=True)
+                continue
+            values = {**base_values, message_key(chosen): message}
+            missing = missing_fields(chosen, values)
+            if missing:
+                click.echo(
+                    f"needs input field(s) {', '.join(missing)}: pass them with -i", err=True
+                )
+                continue
+            try:
+                result = session.turn(values)
+            except AgentLedgerError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                continue
+            if isinstance(result, dict) and output_key in result:
+                result = result[output_key]
+            reply = result if isinstance(result, str) else _json_text(result)
+            shown.append((message, reply))
+            click.echo(reply)
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        click.echo("", err=True)
+    finally:
+        session.end(reason)
+        store.close()
+        click.echo(f"Session: {session.session_id} ({session.turns} turns)", err=True)
+    if reason == "interrupted":
+        click.get_current_context().exit(EXIT_INTERRUPTED)
 
 
 def _load_agent_env(directory: Path) -> dict[str, str]:

@@ -112,6 +112,8 @@ def gather_input(
     stdin_text: str | None,
     flags: JsonDict,
     cwd: Path,
+    *,
+    check_required: bool = True,
 ) -> JsonDict:
     """The merged input: stdin first, then each ``-i`` in order, then schema flags."""
     values: JsonDict = {}
@@ -131,8 +133,7 @@ def gather_input(
         else:
             _merge(values, item, agent, "-i")
     values.update(flags)
-    required = (agent.input_schema or {}).get("required") or []
-    missing = [field for field in required if field not in values]
+    missing = missing_fields(agent, values) if check_required else []
     if missing:
         flags_hint = " ".join(f"--{m.replace('_', '-')}" for m in missing)
         raise ConfigError(
@@ -140,3 +141,9 @@ def gather_input(
             "-i with a JSON object or @file, or pipe it on stdin"
         )
     return values
+
+
+def missing_fields(agent: Agent, values: JsonDict) -> list[str]:
+    """Required input-schema fields ``values`` lacks."""
+    required = (agent.input_schema or {}).get("required") or []
+    return [field for field in required if field not in values]

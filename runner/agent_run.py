@@ -74,13 +74,19 @@ def _check_output(agent: Agent, text: str) -> Any:
 
 
 def _ai_agent(
-    agent: Agent, ctx: RunContext, gateway: ModelGateway, values: JsonDict, project_dir: Path
+    agent: Agent,
+    ctx: RunContext,
+    gateway: ModelGateway,
+    values: JsonDict,
+    project_dir: Path,
+    history: list[JsonDict] | None = None,
 ) -> Any:
     skills = {s.rsplit(":", 1)[1]: load_skill(s, project_dir) for s in agent.skills}
     messages: list[JsonDict] = []
     system = render(agent.instructions, values)
     if system:
         messages.append({"role": "system", "content": system})
+    messages += history or []
     messages.append({"role": "user", "content": user_message(agent, values)})
     params: JsonDict = {}
     if skills:
@@ -150,6 +156,119 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
+class AgentSession:
+    """A recorded session with one agent: ``turn`` as often as needed, then ``end``.
+
+    With ``memory`` (the agent's setting) each turn sees the conversation so far; ``clear``
+    forgets it. Events go to ``session-<id>``; nothing is lost if a turn fails."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        project: AgentProject,
+        agent: Agent,
+        model: ModelSpec,
+        env: Mapping[str, str],
+        *,
+        chat: bool = False,
+    ) -> None:
+        self._store = store
+        self._project_dir = Path(project.directory)
+        self._agent = agent
+        model_endpoint = endpoint(model, env)
+        self.session_id = uuid.uuid4().hex[:12]
+        stream = session_stream(self.session_id)
+        metadata = {"correlation_id": self.session_id}
+        store.append(
+            stream,
+            [
+                SessionStarted(
+                    session_id=self.session_id,
+                    project=project.name,
+                    agent=agent.name,
+                    model=model.label,
+                    chat=chat,
+                )
+            ],
+            metadata=metadata,
+        )
+        self._writer = BatchWriter(store)
+        self._gateway = ModelGateway(model, model_endpoint, store.redactor)
+        recorder = TraceRecorder(self._writer, stream, version=1, metadata=metadata)
+        self._ctx = RunContext(
+            recorder,
+            trace_id=self.session_id,
+            experiment_id=None,
+            input="",
+            persona=None,
+            iteration=0,
+            metadata={},
+            seed=int(self.session_id[:8], 16) >> 1,
+            gateway=self._gateway,
+        )
+        self.turns = 0
+        self.history: list[JsonDict] = []
+        """The conversation (user and assistant messages) kept when the agent has memory."""
+        self._ended = False
+
+    def turn(self, values: JsonDict) -> Any:
+        """One turn: the agent answers ``values``; returns its result."""
+        agent, ctx = self._agent, self._ctx
+        message = user_message(agent, values)
+        index = self.turns
+        token = ctx.activate()
+        started = time.perf_counter()
+        try:
+            ctx.turn_index = index
+            ctx.record_event(TurnStarted(turn_index=index, user_message=message, source="user"))
+            with record_default_clients(self._store.redactor):
+                if agent.target is not None:
+                    result = _python_agent(agent, ctx, values, self._project_dir)
+                else:
+                    result = _ai_agent(
+                        agent, ctx, self._gateway, values, self._project_dir, self.history
+                    )
+            ctx.record_event(
+                TurnCompleted(
+                    turn_index=index,
+                    agent_output=jsonable(result),
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+            )
+        finally:
+            ctx.deactivate(token)
+        self.turns += 1
+        if agent.memory:
+            answer = result.get(agent.output_key) if isinstance(result, dict) else result
+            self.history += [
+                {"role": "user", "content": message},
+                {
+                    "role": "assistant",
+                    "content": answer
+                    if isinstance(answer, str)
+                    else orjson.dumps(jsonable(answer)).decode(),
+                },
+            ]
+        return result
+
+    def clear(self) -> None:
+        """Forget the conversation (the recorded turns stay in the log)."""
+        self.history = []
+
+    def end(self, reason: str = "completed") -> None:
+        """Record ``SessionEnded`` and release the clients (once)."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._ctx.record_event(
+                SessionEnded(session_id=self.session_id, turns=self.turns, reason=reason)
+            )
+        finally:
+            self._gateway.close()
+            self._writer.close()
+
+
 def run_agent(
     store: EventStore,
     project: AgentProject,
@@ -158,64 +277,12 @@ def run_agent(
     model: ModelSpec,
     env: Mapping[str, str],
 ) -> AgentResult:
-    """Run ``agent`` once on ``values`` and record it as a session."""
-    project_dir = Path(project.directory)
-    model_endpoint = endpoint(model, env)
-    session_id = uuid.uuid4().hex[:12]
-    stream = session_stream(session_id)
-    metadata = {"correlation_id": session_id}
-    store.append(
-        stream,
-        [
-            SessionStarted(
-                session_id=session_id,
-                project=project.name,
-                agent=agent.name,
-                model=model.label,
-                chat=False,
-            )
-        ],
-        metadata=metadata,
-    )
-    writer = BatchWriter(store)
-    gateway = ModelGateway(model, model_endpoint, store.redactor)
-    recorder = TraceRecorder(writer, stream, version=1, metadata=metadata)
-    ctx = RunContext(
-        recorder,
-        trace_id=session_id,
-        experiment_id=None,
-        input=user_message(agent, values),
-        persona=None,
-        iteration=0,
-        metadata=values,
-        seed=int(session_id[:8], 16) >> 1,
-        gateway=gateway,
-    )
-    token = ctx.activate()
-    started = time.perf_counter()
+    """Run ``agent`` once on ``values`` and record it as a session of one turn."""
+    session = AgentSession(store, project, agent, model, env)
     try:
-        ctx.turn_index = 0
-        ctx.record_event(TurnStarted(turn_index=0, user_message=ctx.input, source="user"))
-        with record_default_clients(store.redactor):
-            if agent.target is not None:
-                result = _python_agent(agent, ctx, values, project_dir)
-            else:
-                result = _ai_agent(agent, ctx, gateway, values, project_dir)
-        ctx.record_event(
-            TurnCompleted(
-                turn_index=0,
-                agent_output=jsonable(result),
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
-        )
-        ctx.record_event(SessionEnded(session_id=session_id, turns=1))
+        result = session.turn(values)
     except BaseException as exc:
-        ctx.record_event(
-            SessionEnded(session_id=session_id, turns=0, reason=f"failed: {type(exc).__name__}")
-        )
+        session.end(f"failed: {type(exc).__name__}")
         raise
-    finally:
-        ctx.deactivate(token)
-        gateway.close()
-        writer.close()
-    return AgentResult(session_id, result)
+    session.end()
+    return AgentResult(session.session_id, result)

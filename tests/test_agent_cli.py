@@ -257,3 +257,91 @@ def test_agent_template_runs_offline(tmp_path: Path) -> None:
         "run", "agent", "notes", "summarise", "--text", "Sync is automatic.", cwd=tmp_path
     )
     assert orjson.loads(summary.stdout)["summary"] == "Sync is automatic."
+
+
+def test_chat_through_a_pipe_is_one_message_per_line_without_prompts(project: Path) -> None:
+    chat = project / "chat.yaml"
+    chat.write_text(chat.read_text() + "memory: true\n")
+    with ModelServer() as server:
+        result = run_agent(
+            project,
+            "chat",
+            "--chat",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            stdin="first question\n/history\nsecond question\n/clear\nthird\n/exit\nignored\n",
+        )
+        assert result.returncode == 0, result.stderr
+        asked = [
+            r.body["messages"] for r in server.requests if r.body["messages"][-1]["role"] == "user"
+        ]
+    lines = result.stdout.splitlines()
+    assert lines == [
+        "Tool results: answer to first question",
+        "you: first question",
+        "chat: Tool results: answer to first question",
+        "Tool results: answer to second question",
+        "Tool results: answer to third",
+    ]
+    assert ">" not in result.stdout
+    # memory: the second question carries the first exchange; /clear forgot both
+    assert [m["content"] for m in asked[1][1:]] == [
+        "first question",
+        "Tool results: answer to first question",
+        "second question",
+    ]
+    assert [m["content"] for m in asked[2][1:]] == ["third"]
+    session = result.stderr.split("Session: ")[1].split()[0]
+    transcript = agentledger("transcript", session, cwd=project).stdout
+    assert "(chat)" in transcript and "### Turn 3" in transcript and "3 turn(s)" in transcript
+
+
+def test_chat_on_a_terminal_prompts_continues_lines_and_ends_on_ctrl_c(project: Path) -> None:
+    import pty
+    import select
+    import signal
+    import time
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("AGENTLEDGER_STORE", "OPENAI_API_KEY")}
+    proc = subprocess.Popen(
+        [AGENTLEDGER, "run", "agent", str(project), "chat", "--chat"],
+        cwd=project,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**env, "TERM": "dumb"},
+        close_fds=True,
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = b""
+
+    def read_until(marker: bytes, seconds: float = 30) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + seconds
+        while marker not in screen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(master, 4096)
+                except OSError:
+                    return
+
+    try:
+        read_until(b"> ")
+        os.write(master, b"line one \\\n")
+        read_until(b". ")
+        os.write(master, b"line two\n")
+        read_until(b"answer to line one")
+        read_until(b"> ", 10)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        read_until(b"turns)", 5)
+    finally:
+        os.close(master)
+    text = screen.decode(errors="replace")
+    assert "Chatting with chat" in text
+    assert "answer to line one \r\nline two" in text or "answer to line one \nline two" in text
+    assert "Traceback" not in text and "(1 turns)" in text
