@@ -532,38 +532,6 @@ def agent(
     chat = chat or (agent_name is None and entry_agent is None and project.chat_agent is not None)
     if chat and output_file:
         raise UserError("--output writes one result; it does not go with --chat")
-    if chat:
-        model = _agent_model(
-            chosen,
-            project,
-            env,
-            model_flag,
-            base_url,
-            temperature,
-            top_p,
-            presence_penalty,
-            frequency_penalty,
-        )
-        base_values = gather_input(
-            chosen,
-            list(inputs),
-            input_format,
-            None,
-            schema_flags(chosen, list(ctx.args)),
-            Path.cwd(),
-            check_required=False,
-        )
-        _chat(state, directory, project, chosen, model, env, base_values, output_key)
-        return
-    stdin_text = None if sys.stdin.isatty() else sys.stdin.read()
-    values = gather_input(
-        chosen,
-        list(inputs),
-        input_format,
-        stdin_text,
-        schema_flags(chosen, list(ctx.args)),
-        Path.cwd(),
-    )
     model = _agent_model(
         chosen,
         project,
@@ -575,6 +543,21 @@ def agent(
         presence_penalty,
         frequency_penalty,
     )
+    # In a chat every line is a message: stdin is not input, required fields are checked
+    # per turn.
+    stdin_text = None if chat or sys.stdin.isatty() else sys.stdin.read()
+    values = gather_input(
+        chosen,
+        list(inputs),
+        input_format,
+        stdin_text,
+        schema_flags(chosen, list(ctx.args)),
+        Path.cwd(),
+        check_required=not chat,
+    )
+    if chat:
+        _chat(state, directory, project, chosen, model, env, values, output_key)
+        return
     store = state.open_store(directory)
     try:
         for key in provider_keys(env):
