@@ -446,7 +446,7 @@ def _check_failures(result: ExperimentResult, max_failures: str) -> None:
     "agent",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
-@click.argument("path", default=".", metavar="[PATH]")
+@click.argument("path", default=".", metavar="[PATH|URL]")
 @click.argument("agent_name", required=False, metavar="[AGENT]")
 @click.option(
     "--entry-agent", metavar="NAME", help="The agent to run [default: cli.chat, else the first]."
@@ -477,6 +477,12 @@ def _check_failures(result: ExperimentResult, max_failures: str) -> None:
 @click.option("--output-key", default="message", show_default=True, help="Result field to output.")
 @click.option("--force", is_flag=True, help="Overwrite --output, creating its folders.")
 @click.option(
+    "--cache-dir",
+    metavar="DIR",
+    help="Where projects from URLs are kept [default: ~/.agentledger/cache].",
+)
+@click.option("--refresh", is_flag=True, help="Download a URL project again.")
+@click.option(
     "--chat",
     is_flag=True,
     help="Talk to the agent: one message per line (/help for commands) [default when "
@@ -501,6 +507,8 @@ def agent(
     output_file: str | None,
     output_key: str,
     force: bool,
+    cache_dir: str | None,
+    refresh: bool,
     chat: bool,
 ) -> None:
     """Run one agent of an agentledger.yaml / aigne.yaml project once, recorded as a
@@ -512,19 +520,23 @@ def agent(
     from runner.agent_run import run_agent
     from runner.models import provider_keys
     from runner.project import load_project
+    from runner.remote import DEFAULT_CACHE, fetch_project, is_url
 
-    if "://" in path or path.startswith("git@"):
-        raise UserError(
-            f"{path}: running a project from a URL is not available in this version; clone "
-            "or download it and pass its directory"
-        )
     if agent_name and entry_agent and agent_name != entry_agent:
         raise UserError(
             f"AGENT {agent_name!r} and --entry-agent {entry_agent!r} disagree; give one"
         )
-    directory = Path(path).resolve()
-    if not directory.is_dir():
-        raise UserError(f"{path}: not a directory; pass an agent project directory")
+    store_dir = None
+    if is_url(path):
+        cache = Path(cache_dir).expanduser() if cache_dir else DEFAULT_CACHE
+        directory = fetch_project(path, cache, refresh=refresh)
+        store_dir = Path.cwd()  # sessions of a cached project are kept where you run it
+    else:
+        if refresh:
+            raise UserError("--refresh re-downloads a project from a URL; PATH is a directory")
+        directory = Path(path).resolve()
+        if not directory.is_dir():
+            raise UserError(f"{path}: not a directory; pass an agent project directory")
     target = _output_target(output_file, force)
     env = _load_agent_env(directory)
     project = load_project(directory)
@@ -556,9 +568,9 @@ def agent(
         check_required=not chat,
     )
     if chat:
-        _chat(state, directory, project, chosen, model, env, values, output_key)
+        _chat(state, store_dir or directory, project, chosen, model, env, values, output_key)
         return
-    store = state.open_store(directory)
+    store = state.open_store(store_dir or directory)
     try:
         for key in provider_keys(env):
             store.redactor.add_secret(key)

@@ -4,6 +4,7 @@ the loopback model server."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -345,3 +346,129 @@ def test_chat_on_a_terminal_prompts_continues_lines_and_ends_on_ctrl_c(project: 
     assert "Chatting with chat" in text
     assert "answer to line one \r\nline two" in text or "answer to line one \nline two" in text
     assert "Traceback" not in text and "(1 turns)" in text
+
+
+class _Files:
+    """A loopback HTTP server for a folder of files, counting the requests it serves."""
+
+    def __init__(self, folder: Path) -> None:
+        import functools
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        served = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                served.requests += 1
+                super().do_GET()
+
+        self.requests = 0
+        self._server = ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+        )
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _tarball(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            archive.addfile(info)
+
+
+def test_tarball_project_is_downloaded_cached_and_refreshed(project: Path, tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    members = {f"helper/{p.name}": p.read_bytes() for p in project.iterdir() if p.is_file()}
+    _tarball(served / "helper.tar.gz", members)
+    files = _Files(served)
+    cache = tmp_path / "cache"
+    try:
+        url = f"{files.url}/helper.tar.gz"
+        args = ("run", "agent", url, "chat", "-i", "hi", "--cache-dir", str(cache))
+        first = agentledger(*args, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout == "Tool results: answer to hi\n"
+        again = agentledger(*args, cwd=tmp_path)
+        assert again.returncode == 0 and files.requests == 1  # reused from the cache
+        refreshed = agentledger(*args, "--refresh", cwd=tmp_path)
+        assert refreshed.returncode == 0 and files.requests == 2
+        missing = agentledger("run", "agent", f"{files.url}/nope.tgz", cwd=tmp_path)
+        assert missing.returncode == 2 and "HTTP 404" in missing.stderr
+    finally:
+        files.close()
+    assert (tmp_path / ".agentledger" / "ledger.db").is_file()  # sessions kept where it ran
+
+
+@pytest.mark.parametrize(
+    ("members", "links", "message"),
+    [
+        ({"../evil.txt": b"x"}, None, "archive member '../evil.txt' points outside the project"),
+        ({"/tmp/evil.txt": b"x"}, None, "archive member '/tmp/evil.txt' points outside"),
+        (
+            {"p/aigne.yaml": b"agents: []"},
+            {"p/link": "../../etc/passwd"},
+            "links to '../../etc/passwd'",
+        ),
+    ],
+)
+def test_archives_escaping_their_tree_are_refused(
+    tmp_path: Path, members: dict[str, bytes], links: dict[str, str] | None, message: str
+) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    _tarball(served / "bad.tgz", members, links)
+    files = _Files(served)
+    try:
+        result = agentledger(
+            "run", "agent", f"{files.url}/bad.tgz", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path
+        )
+    finally:
+        files.close()
+    assert result.returncode == 2
+    assert message in result.stderr and "refused" in result.stderr
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_git_project_is_cloned_from_a_local_repository(project: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo.git"
+    shutil.copytree(project, repo)
+    git = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+    }
+    for command in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "agent"]):
+        subprocess.run(["git", *command], cwd=repo, check=True, env={**os.environ, **git})
+    result = agentledger(
+        "run",
+        "agent",
+        f"git+file://{repo}",
+        "py",
+        "-i",
+        "cloned",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "py: cloned\n"
