@@ -17,6 +17,7 @@ from cli.run import RecordedRun
 if TYPE_CHECKING:
     from eventstore.store import EventStore
     from projections.compare import ReplayRow
+    from runner.replay import RecordMode
 
 
 def _resolve_target(store: EventStore, ref: str) -> tuple[str, int | None]:
@@ -35,7 +36,7 @@ def _resolve_target(store: EventStore, ref: str) -> tuple[str, int | None]:
 
 
 @click.command("replay")
-@click.argument("target", metavar="EXPERIMENT|TRACE")
+@click.argument("target", metavar="EXPERIMENT|TRACE|SESSION")
 @click.option(
     "--mode",
     default="replay",
@@ -75,6 +76,8 @@ def replay(
     record_mode = RecordMode.parse(mode, "--mode")
     if record_mode is RecordMode.LIVE:
         raise UserError("--mode live is not a replay; use replay or replay-or-live")
+    if _replay_session(state, target, record_mode, project):
+        return
     probe = state.open_store(Path.cwd())
     try:
         experiment_id, slot = _resolve_target(probe, target)
@@ -118,6 +121,43 @@ def replay(
     )
     if not counts.all_identical:
         click.get_current_context().exit(EXIT_FAILED_BAR)
+
+
+def _replay_session(
+    state: AppState, target: str, record_mode: RecordMode, project: str | None
+) -> bool:
+    """Replay ``target`` if it is an agent session (False if it is not one)."""
+    from eventstore.streams import session_stream
+    from runner.agent_run import replay_session
+    from runner.replay import RecordMode
+
+    store = state.open_store(Path.cwd())
+    try:
+        if not store.read_stream(session_stream(target)):
+            return False
+        if record_mode is RecordMode.REPLAY:
+            os.environ.setdefault("OPENAI_API_KEY", "replay-offline-no-key")
+        outcome = replay_session(
+            store,
+            target,
+            dict(os.environ),
+            record_mode,
+            Path(project).resolve() if project else None,
+        )
+    finally:
+        store.close()
+    click.echo(f"Session: {outcome.session_id} (replay of {outcome.source_id})")
+    if outcome.divergence is not None:
+        click.echo(outcome.divergence.message())
+        verdict = "diverged"
+    elif outcome.changed_turns:
+        verdict = f"output changed (turns {', '.join(str(t + 1) for t in outcome.changed_turns)})"
+    else:
+        verdict = "identical"
+    click.echo(f"Replay: {verdict}, {outcome.turns} turn(s)")
+    if not outcome.identical:
+        click.get_current_context().exit(EXIT_FAILED_BAR)
+    return True
 
 
 def _print_verdicts(rows: list[ReplayRow], as_json: bool) -> None:

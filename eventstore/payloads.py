@@ -198,6 +198,8 @@ class TurnStarted(Payload):
     turn_index: int
     user_message: str
     source: Literal["input", "supervisor", "user"] = "input"
+    input: JsonDict | None = None
+    """Agent sessions: the whole input of the turn (what a replay feeds back)."""
 
 
 @register
@@ -374,6 +376,11 @@ class SessionStarted(Payload):
     agent: str
     model: str | None = None
     chat: bool = False
+    project_dir: str | None = None
+    model_spec: JsonDict | None = None
+    """The resolved model (its key masked), so a replay asks the same model."""
+    replay_of: str | None = None
+    record_mode: str = "live"
 
 
 @register

@@ -28,8 +28,9 @@ from runner.client_hook import record_default_clients
 from runner.context import RunContext, TraceRecorder, jsonable
 from runner.errors import RunnerError
 from runner.gateway import ModelGateway
-from runner.models import ModelSpec, endpoint
+from runner.models import ModelSpec, endpoint, offline_endpoint
 from runner.project import Agent, AgentProject, load_skill, render, tool_schema
+from runner.replay import Divergence, RecordMode, ReplayState
 from runner.targets import load_target
 from runner.writer import BatchWriter
 
@@ -171,11 +172,15 @@ class AgentSession:
         env: Mapping[str, str],
         *,
         chat: bool = False,
+        replay: ReplayState | None = None,
+        replay_of: str | None = None,
     ) -> None:
         self._store = store
         self._project_dir = Path(project.directory)
         self._agent = agent
-        model_endpoint = endpoint(model, env)
+        offline = replay is not None and replay.mode is RecordMode.REPLAY
+        model_endpoint = offline_endpoint(model) if offline else endpoint(model, env)
+        self.replay = replay
         self.session_id = uuid.uuid4().hex[:12]
         stream = session_stream(self.session_id)
         metadata = {"correlation_id": self.session_id}
@@ -188,6 +193,10 @@ class AgentSession:
                     agent=agent.name,
                     model=model.label,
                     chat=chat,
+                    project_dir=str(self._project_dir),
+                    model_spec=model.model_dump(mode="json", exclude_none=True),
+                    replay_of=replay_of,
+                    record_mode=replay.mode.value if replay else "live",
                 )
             ],
             metadata=metadata,
@@ -205,6 +214,7 @@ class AgentSession:
             metadata={},
             seed=int(self.session_id[:8], 16) >> 1,
             gateway=self._gateway,
+            replay=replay,
         )
         self.turns = 0
         self.history: list[JsonDict] = []
@@ -220,7 +230,11 @@ class AgentSession:
         started = time.perf_counter()
         try:
             ctx.turn_index = index
-            ctx.record_event(TurnStarted(turn_index=index, user_message=message, source="user"))
+            ctx.record_event(
+                TurnStarted(
+                    turn_index=index, user_message=message, source="user", input=jsonable(values)
+                )
+            )
             with record_default_clients(self._store.redactor):
                 if agent.target is not None:
                     result = _python_agent(agent, ctx, values, self._project_dir)
@@ -250,6 +264,17 @@ class AgentSession:
                 },
             ]
         return result
+
+    @property
+    def divergence(self) -> Divergence | None:
+        """Where a replayed session first left its recording (including calls it never
+        made), if it did."""
+        ctx = self._ctx
+        if ctx.divergence is None and self.replay and self.replay.mode is RecordMode.REPLAY:
+            missing = self.replay.book.unused()
+            if missing is not None:
+                ctx.diverge(missing)
+        return ctx.divergence
 
     def clear(self) -> None:
         """Forget the conversation (the recorded turns stay in the log)."""
@@ -286,3 +311,77 @@ def run_agent(
         raise
     session.end()
     return AgentResult(session.session_id, result)
+
+
+@dataclass(frozen=True)
+class SessionReplay:
+    """How a replayed agent session went against its recording."""
+
+    session_id: str
+    source_id: str
+    turns: int
+    changed_turns: list[int]
+    divergence: Divergence | None
+
+    @property
+    def identical(self) -> bool:
+        return self.divergence is None and not self.changed_turns
+
+
+def replay_session(
+    store: EventStore,
+    source_id: str,
+    env: Mapping[str, str],
+    mode: RecordMode,
+    project_dir: Path | None = None,
+) -> SessionReplay:
+    """Run a recorded session's turns again, as a new session answered from its recording."""
+    from runner.project import load_project
+    from runner.replay import build_books
+
+    events = store.read_stream(session_stream(source_id))
+    if not events or events[0].type != "SessionStarted":
+        raise AgentRunError(f"no agent session {source_id} in the store")
+    started = events[0].data
+    directory = project_dir or Path(started.get("project_dir") or "")
+    if not directory.is_dir():
+        raise AgentRunError(
+            f"the project of session {source_id} was at {directory}, which does not exist "
+            "here; pass --project DIR where it is now"
+        )
+    project = load_project(directory)
+    agent = project.agent(started["agent"])
+    if not started.get("model_spec"):
+        raise AgentRunError(f"session {source_id} was recorded without its model; run it again")
+    model = ModelSpec.model_validate(started["model_spec"])
+    inputs = [ev.data.get("input") or {} for ev in events if ev.type == "TurnStarted"]
+    recorded = [ev.data.get("agent_output") for ev in events if ev.type == "TurnCompleted"]
+    book = build_books(events, "session-")[session_stream(source_id)]
+    session = AgentSession(
+        store,
+        project,
+        agent,
+        model,
+        env,
+        chat=bool(started.get("chat")),
+        replay=ReplayState(mode, book),
+        replay_of=source_id,
+    )
+    outputs: list[Any] = []
+    try:
+        for values in inputs:
+            try:
+                outputs.append(jsonable(session.turn(values)))
+            except Exception:
+                outputs.append(None)
+                if session.divergence is not None:
+                    break
+    finally:
+        divergence = session.divergence
+        session.end("diverged" if divergence else "completed")
+    changed = [
+        index
+        for index in range(max(len(recorded), len(outputs)))
+        if index >= len(recorded) or index >= len(outputs) or recorded[index] != outputs[index]
+    ]
+    return SessionReplay(session.session_id, source_id, len(outputs), changed, divergence)

@@ -90,7 +90,8 @@ def run_agent(
 
 
 def session_of(result: subprocess.CompletedProcess[str]) -> str:
-    return next(line for line in result.stderr.splitlines() if line.startswith("Session: "))[9:]
+    line = next(line for line in result.stderr.splitlines() if line.startswith("Session: "))
+    return line.split()[1]
 
 
 def test_yaml_agent_renders_its_instructions_and_answers_on_stdout(project: Path) -> None:
@@ -232,7 +233,7 @@ def test_bad_agent_or_model_flags_are_one_line_errors(
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_javascript_skills_and_urls_are_refused(project: Path, tmp_path: Path) -> None:
+def test_javascript_skills_and_non_project_urls_are_refused(project: Path, tmp_path: Path) -> None:
     chat = project / "chat.yaml"
     chat.write_text(chat.read_text().replace('["tools:lookup"]', '["skills/search.js"]'))
     refused = run_agent(project, "chat", "-i", "x")
@@ -241,8 +242,8 @@ def test_javascript_skills_and_urls_are_refused(project: Path, tmp_path: Path) -
         "skills/search.js is a JavaScript skill or agent, which agentledger cannot run"
         in refused.stderr
     )
-    url = agentledger("run", "agent", "https://example.com/agent.tgz", cwd=tmp_path)
-    assert url.returncode == 2 and "from a URL is not available" in url.stderr
+    url = agentledger("run", "agent", "https://example.com/agent", cwd=tmp_path)
+    assert url.returncode == 2 and "not a project URL; use a .tar.gz/.tgz archive" in url.stderr
     empty = agentledger("run", "agent", str(tmp_path), cwd=tmp_path)
     assert empty.returncode == 2 and "has no agentledger.yaml or aigne.yaml" in empty.stderr
 
@@ -472,3 +473,40 @@ def test_git_project_is_cloned_from_a_local_repository(project: Path, tmp_path: 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "py: cloned\n"
+
+
+def test_sessions_replay_offline_and_diverge_when_the_agent_changes(project: Path) -> None:
+    with ModelServer() as server:
+        single = run_agent(
+            project,
+            "chat",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            "-i",
+            "hi",
+            OPENAI_API_KEY="sk-test-session-key",
+        )
+        chat = run_agent(
+            project,
+            "chat",
+            "--chat",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            stdin="one\ntwo\n",
+            OPENAI_API_KEY="sk-test-session-key",
+        )
+    assert single.returncode == 0 and chat.returncode == 0, single.stderr + chat.stderr
+    for recorded, turns in ((session_of(single), 1), (session_of(chat), 2)):
+        replay = agentledger("replay", recorded, cwd=project)  # the server is stopped
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        assert f"Replay: identical, {turns} turn(s)" in replay.stdout
+    chat_file = project / "chat.yaml"
+    chat_file.write_text(chat_file.read_text().replace("You help", "You assist"))
+    diverged = agentledger("replay", session_of(single), cwd=project)
+    assert diverged.returncode == 1
+    assert "first difference at messages[0].content" in diverged.stdout
+    assert "Replay: diverged" in diverged.stdout
