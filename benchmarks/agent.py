@@ -1,0 +1,75 @@
+"""Start-up figures of the command line (issue 8 targets).
+
+1. ``agentledger --help``: wall clock, median of runs. Target: <= 0.25 s.
+2. One ``agentledger run agent`` of the agent template's helper (a tool-calling agent on
+   the mock model, recorded to SQLite): wall clock and peak RSS, medians. Targets:
+   <= 0.5 s and <= 80 MB. For comparison, ``python -c "import openai"`` alone.
+
+    python benchmarks/agent.py [--rounds 7]
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (imports follow the sys.path set-up below)
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path = [*(p for p in sys.path if Path(p or ".").resolve() != _HERE), str(_HERE)]
+
+from common import machine, median, work_dir
+
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of ``command``."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-1500:]}")
+    return elapsed, int(done.stderr.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    print(machine())
+    base = work_dir("agent")
+    project = base / "notes"
+    shutil.rmtree(project, ignore_errors=True)
+    subprocess.run(
+        [AGENTLEDGER, "init", str(project), "--template", "agent"], check=True, capture_output=True
+    )
+    helps = [timed([AGENTLEDGER, "--help"], base)[0] for _ in range(args.rounds)]
+    runs = [
+        timed([AGENTLEDGER, "run", "agent", ".", "-i", "How do I export my notes?"], project)
+        for _ in range(args.rounds)
+    ]
+    imports = [timed([sys.executable, "-c", "import openai"], base)[0] for _ in range(args.rounds)]
+    help_s = median(helps)
+    run_s = median([r[0] for r in runs])
+    run_mb = median([r[1] / 1024 for r in runs])
+    print(f"  --help: median {help_s:.3f} s ({'meets' if help_s <= 0.25 else 'misses'} 0.25 s)")
+    print(
+        f"  run agent (mock model, tool call, recorded): median {run_s:.3f} s, peak RSS "
+        f"{run_mb:.0f} MB ({'meets' if run_s <= 0.5 else 'misses'} 0.5 s, "
+        f"{'meets' if run_mb <= 80 else 'misses'} 80 MB)"
+    )
+    print(f"  for comparison, python -c 'import openai': median {median(imports):.3f} s")
+
+
+if __name__ == "__main__":
+    main()
