@@ -4,7 +4,8 @@ Every source yields either an object (merged into the input, later sources winni
 text (the user's message, stored under the agent's ``input_key``, else ``message``):
 
 - ``--<field> VALUE`` flags made from the agent's ``input_schema`` (integers, numbers,
-  booleans as ``--flag``/``--no-flag``, arrays by repeating the flag);
+  booleans as ``--flag``/``--no-flag``, arrays by repeating the flag; ``@file`` reads a
+  file: its text for a string field, parsed by its extension for any other);
 - ``-i/--input`` values: ``@file`` (parsed as JSON or YAML by ``--format`` or the file's
   extension, else its text), a JSON object, or plain text;
 - stdin when it is piped, parsed by ``--format`` (text by default).
@@ -89,6 +90,18 @@ def schema_flags(agent: Agent, args: list[str]) -> JsonDict:
             raise ConfigError(f"{arg} needs a value")
         raw = args[position + 1]
         position += 2
+        if raw.startswith("@"):
+            # @file: its text for a string field, parsed by its extension for any other.
+            path = Path(raw[1:])
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise ConfigError(f"{arg} {raw}: file {path.resolve()} not found") from None
+            if kind == "string":
+                values[field] = text
+            else:
+                values[field] = _parse(text, _file_format(path, None), f"{arg} {raw}")
+            continue
         item_kind = (schema.get("items") or {}).get("type", "string") if kind == "array" else kind
         try:
             value: Any = (

@@ -510,3 +510,33 @@ def test_sessions_replay_offline_and_diverge_when_the_agent_changes(project: Pat
     assert diverged.returncode == 1
     assert "first difference at messages[0].content" in diverged.stdout
     assert "Replay: diverged" in diverged.stdout
+
+
+def test_schema_flags_read_files_and_env_local_is_loaded(project: Path) -> None:
+    (project / "story.txt").write_text("a story from a file")
+    (project / "tags.json").write_text('["x", "y"]')
+    result = run_agent(
+        project,
+        "summary",
+        "--text",
+        "@story.txt",
+        "--tags",
+        "@tags.json",
+        "--output-key",
+        "summary",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a story from a file\n"
+    (project / ".env.local").write_text("OPENAI_API_KEY=sk-from-env-local\n")
+    with ModelServer() as server:
+        local = run_agent(
+            project,
+            "chat",
+            "--model",
+            "openai:m",
+            "-i",
+            "hi",
+            OPENAI_BASE_URL=server.base_url.replace("127.0.0.1", "localhost"),
+        )
+        assert local.returncode == 0, local.stderr
+        assert server.requests[0].headers["authorization"] == "Bearer sk-from-env-local"
