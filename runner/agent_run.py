@@ -35,6 +35,8 @@ from runner.targets import load_target
 from runner.writer import BatchWriter
 
 JsonDict = dict[str, Any]
+CLEARED = "chat.cleared"
+"""The observation a chat's ``/clear`` records."""
 
 
 class AgentRunError(RunnerError):
@@ -277,8 +279,10 @@ class AgentSession:
         return ctx.divergence
 
     def clear(self) -> None:
-        """Forget the conversation (the recorded turns stay in the log)."""
+        """Forget the conversation (the recorded turns stay in the log). Recorded as an
+        observation, so a replay forgets at the same point."""
         self.history = []
+        self._ctx.observe(CLEARED, turns=self.turns)
 
     def end(self, reason: str = "completed") -> None:
         """Record ``SessionEnded`` and release the clients (once)."""
@@ -354,7 +358,13 @@ def replay_session(
     if not started.get("model_spec"):
         raise AgentRunError(f"session {source_id} was recorded without its model; run it again")
     model = ModelSpec.model_validate(started["model_spec"])
-    inputs = [ev.data.get("input") or {} for ev in events if ev.type == "TurnStarted"]
+    # What the session did, in order: turns (their inputs) and /clear.
+    steps: list[JsonDict | None] = [
+        ev.data.get("input") or {} if ev.type == "TurnStarted" else None
+        for ev in events
+        if ev.type == "TurnStarted"
+        or (ev.type == "ObservationRecorded" and ev.data.get("name") == CLEARED)
+    ]
     recorded = [ev.data.get("agent_output") for ev in events if ev.type == "TurnCompleted"]
     book = build_books(events, "session-")[session_stream(source_id)]
     session = AgentSession(
@@ -369,7 +379,10 @@ def replay_session(
     )
     outputs: list[Any] = []
     try:
-        for values in inputs:
+        for values in steps:
+            if values is None:
+                session.clear()
+                continue
             try:
                 outputs.append(jsonable(session.turn(values)))
             except Exception:

@@ -476,6 +476,8 @@ def test_git_project_is_cloned_from_a_local_repository(project: Path, tmp_path: 
 
 
 def test_sessions_replay_offline_and_diverge_when_the_agent_changes(project: Path) -> None:
+    chat_file = project / "chat.yaml"
+    chat_file.write_text(chat_file.read_text() + "memory: true\n")  # /clear must replay too
     with ModelServer() as server:
         single = run_agent(
             project,
@@ -496,15 +498,14 @@ def test_sessions_replay_offline_and_diverge_when_the_agent_changes(project: Pat
             "openai:m",
             "--base-url",
             server.base_url,
-            stdin="one\ntwo\n",
+            stdin="one\ntwo\n/clear\nthree\n",
             OPENAI_API_KEY="sk-test-session-key",
         )
     assert single.returncode == 0 and chat.returncode == 0, single.stderr + chat.stderr
-    for recorded, turns in ((session_of(single), 1), (session_of(chat), 2)):
+    for recorded, turns in ((session_of(single), 1), (session_of(chat), 3)):
         replay = agentledger("replay", recorded, cwd=project)  # the server is stopped
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert f"Replay: identical, {turns} turn(s)" in replay.stdout
-    chat_file = project / "chat.yaml"
     chat_file.write_text(chat_file.read_text().replace("You help", "You assist"))
     diverged = agentledger("replay", session_of(single), cwd=project)
     assert diverged.returncode == 1
