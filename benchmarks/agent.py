@@ -10,36 +10,15 @@
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (imports follow the sys.path set-up below)
 import argparse
 import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-sys.path = [*(p for p in sys.path if Path(p or ".").resolve() != _HERE), str(_HERE)]
+from common import AGENTLEDGER, machine, median, repo_first, work_dir
+from common import run_command as timed
 
-from common import machine, median, work_dir
-
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
-
-
-def timed(command: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of ``command``."""
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *command],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-1500:]}")
-    return elapsed, int(done.stderr.strip().splitlines()[-1])
+repo_first()
 
 
 def main() -> None:

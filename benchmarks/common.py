@@ -5,13 +5,39 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # pgserver.PostgresCluster
+HERE = ROOT / "benchmarks"
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+
+
+def repo_first() -> None:
+    """The repository, then tests/ (the PostgreSQL cluster, the model server), first on
+    sys.path and this folder last: benchmarks/eventstore.py must not shadow the package.
+    Call it before importing agentledger's packages."""
+    rest = [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "tests", HERE)]
+    sys.path[:] = [str(ROOT), str(ROOT / "tests"), *rest, str(HERE)]
+
+
+def run_command(command: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of ``command`` (stdin closed); a failure raises."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {proc.stderr[-2000:]}")
+    return elapsed, int(proc.stderr.strip().splitlines()[-1])
 
 
 def machine() -> str:

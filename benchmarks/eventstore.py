@@ -13,18 +13,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import sqlite3
-import sys
 import tracemalloc
 import uuid
 from pathlib import Path
 
-# This script is named like the package it measures: put its folder last on sys.path.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path = [
-    str(Path(_HERE).parent),
-    *(p for p in sys.path if str(Path(p or ".").resolve()) != _HERE),
-    _HERE,
-]
+from common import repo_first
+
+repo_first()
 
 import orjson  # noqa: E402
 from common import machine, median, timed, work_dir  # noqa: E402

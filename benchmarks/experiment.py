@@ -14,15 +14,10 @@ import argparse
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # imported by another benchmark
-    sys.path.append(str(Path(__file__).resolve().parent))
+from common import AGENTLEDGER, machine, median, run_command, work_dir
 
-from common import machine, median, work_dir
-
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 NOOP = "def run(input_text):\n    return input_text\n"
 SLEEP = "import time\n\ndef run(input_text):\n    time.sleep(0.2)\n    return input_text\n"
 
@@ -45,23 +40,6 @@ def project(root: Path, runs: int, agent: str, parallel: int = 1) -> Path:
     (root / "inputs" / "generated.yaml").write_text("inputs:\n  - input: hello\n")
     (root / "agent.py").write_text(agent)
     return root
-
-
-def run_command(command: list[str], cwd: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of ``command``."""
-    started = time.perf_counter()
-    proc = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *command],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed: {proc.stderr[-2000:]}")
-    rss = int(proc.stderr.strip().splitlines()[-1])
-    return elapsed, rss
 
 
 def agentledger_run(root: Path, extra: list[str] | None = None) -> tuple[float, int]:

@@ -14,25 +14,17 @@ from __future__ import annotations
 # ruff: noqa: E402  (imports follow the sys.path set-up below)
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# The repo first, then tests/ (the model server), this folder last: its eventstore.py
-# benchmark must not shadow the eventstore package.
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-sys.path = [
-    str(ROOT),
-    str(ROOT / "tests"),
-    *(p for p in sys.path if Path(p or ".").resolve() != _HERE),
-    str(_HERE),
-]
+from common import repo_first
+
+repo_first()
 
 import openai
-from common import machine, median
-from experiment import project, run_command
+from common import AGENTLEDGER, machine, median, run_command
+from experiment import project
 from modelserver import ModelServer
 
 from eventstore import EventStore
@@ -42,7 +34,6 @@ from runner.gateway import ModelGateway
 from runner.models import endpoint, parse_model
 from runner.writer import BatchWriter
 
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 MESSAGES = [
     {"role": "system", "content": "You are a support bot for a notes app."},
     {"role": "user", "content": "How do I export every notebook as Markdown files?"},

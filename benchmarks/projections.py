@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import shutil
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-sys.path = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != _HERE), str(_HERE)]
+from common import repo_first
+
+repo_first()
 
 import orjson
-from common import machine, median, work_dir
+from common import AGENTLEDGER, machine, median, run_command, work_dir
 
 from eventstore import EventStore
 from eventstore.envelope import utc_now
@@ -40,7 +38,6 @@ from eventstore.payloads import (
 from eventstore.store import NO_STREAM, AppendRequest
 from eventstore.streams import experiment_stream, trace_stream
 
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 OBSERVATIONS = 48
 EXPERIMENT = "benchproj000"
 
@@ -126,29 +123,8 @@ def raw_read(path: Path) -> tuple[float, int]:
 
 def rebuild(path: Path, out: Path) -> tuple[float, int]:
     shutil.rmtree(out, ignore_errors=True)
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [
-            "/usr/bin/time",
-            "-f",
-            "%M",
-            AGENTLEDGER,
-            "--store",
-            str(path),
-            "report",
-            "rebuild",
-            EXPERIMENT,
-            "--output-dir",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"rebuild failed: {proc.stderr[-2000:]}")
-    return elapsed, int(proc.stderr.strip().splitlines()[-1])
+    command = [AGENTLEDGER, "--store", str(path), "report", "rebuild", EXPERIMENT]
+    return run_command([*command, "--output-dir", str(out)], path.parent)
 
 
 def main() -> None:

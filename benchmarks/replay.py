@@ -15,25 +15,18 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-sys.path = [
-    str(ROOT),
-    str(ROOT / "tests"),
-    *(p for p in sys.path if Path(p or ".").resolve() != _HERE),
-    str(_HERE),
-]
+from common import repo_first
 
-from common import machine, median
+repo_first()
+
+from common import AGENTLEDGER, machine, median
 from experiment import project
 from modelserver import ModelServer
 
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 AGENT = """
 def run(input_text, ctx):
     first = ctx.chat(input_text, system="Answer briefly.")

@@ -68,30 +68,26 @@ def replay(
 
     Exit 0 only when every run is identical; 1 otherwise; 2 on bad input.
     """
+    from eventstore.streams import session_stream
     from projections.compare import count_verdicts, replay_verdicts
     from projections.report import load_report
     from runner.replay import RecordMode
-    from runner.rerun import prepare_replay, recorded_start
+    from runner.rerun import prepare_replay
 
     record_mode = RecordMode.parse(mode, "--mode")
     if record_mode is RecordMode.LIVE:
         raise UserError("--mode live is not a replay; use replay or replay-or-live")
-    if _replay_session(state, target, record_mode, project):
-        return
-    probe = state.open_store(Path.cwd())
-    try:
-        experiment_id, slot = _resolve_target(probe, target)
-        recorded_dir = Path(recorded_start(probe, experiment_id).config["project_dir"])
-    finally:
-        probe.close()
     moved_to = Path(project).resolve() if project else None
     if moved_to is not None and not moved_to.is_dir():
         raise UserError(f"--project {project}: not a directory")
-    project_dir = moved_to or recorded_dir
     if record_mode is RecordMode.REPLAY:
         # Nothing goes live, but agents that build openai.OpenAI() need a key to construct it.
         os.environ.setdefault("OPENAI_API_KEY", "replay-offline-no-key")
     with RecordedRun(state, Path.cwd()) as session:
+        if session.store.read_stream(session_stream(target)):
+            _replay_session(session, target, record_mode, moved_to)
+            return
+        experiment_id, slot = _resolve_target(session.store, target)
         prepared, source = prepare_replay(
             session.store,
             experiment_id,
@@ -106,7 +102,7 @@ def replay(
         what = f"run {slot} of " if slot is not None else ""
         click.echo(
             f"Replaying {what}experiment {experiment_id} ({prepared.plan.total_runs} runs, "
-            f"mode {record_mode.value}, project {project_dir})"
+            f"mode {record_mode.value}, project {prepared.settings.project_dir})"
         )
         result = session.run(lambda runner: runner.start(prepared, replay=source))
         session.finish(result)
@@ -124,28 +120,12 @@ def replay(
 
 
 def _replay_session(
-    state: AppState, target: str, record_mode: RecordMode, project: str | None
-) -> bool:
-    """Replay ``target`` if it is an agent session (False if it is not one)."""
-    from eventstore.streams import session_stream
+    session: RecordedRun, target: str, record_mode: RecordMode, project_dir: Path | None
+) -> None:
+    """Replay the agent session ``target`` and report whether it came out identical."""
     from runner.agent_run import replay_session
-    from runner.replay import RecordMode
 
-    store = state.open_store(Path.cwd())
-    try:
-        if not store.read_stream(session_stream(target)):
-            return False
-        if record_mode is RecordMode.REPLAY:
-            os.environ.setdefault("OPENAI_API_KEY", "replay-offline-no-key")
-        outcome = replay_session(
-            store,
-            target,
-            dict(os.environ),
-            record_mode,
-            Path(project).resolve() if project else None,
-        )
-    finally:
-        store.close()
+    outcome = replay_session(session.store, target, session.env, record_mode, project_dir)
     click.echo(f"Session: {outcome.session_id} (replay of {outcome.source_id})")
     if outcome.divergence is not None:
         click.echo(outcome.divergence.message())
@@ -157,7 +137,6 @@ def _replay_session(
     click.echo(f"Replay: {verdict}, {outcome.turns} turn(s)")
     if not outcome.identical:
         click.get_current_context().exit(EXIT_FAILED_BAR)
-    return True
 
 
 def _print_verdicts(rows: list[ReplayRow], as_json: bool) -> None:

@@ -377,10 +377,12 @@ class RecordedRun:
 
 
 def load_env(project_dir: Path) -> dict[str, str]:
-    """The environment, with the project's ``.env`` file (if any) loaded under it: variables
-    already set win. Loaded into ``os.environ`` too, for clients agents build themselves."""
+    """The environment, with the project's ``.env.local`` and ``.env`` files (if any)
+    loaded under it: variables already set win. Loaded into ``os.environ`` too, for the
+    clients agents build themselves."""
     from dotenv import load_dotenv
 
+    load_dotenv(project_dir / ".env.local", override=False)
     load_dotenv(project_dir / ".env", override=False)
     return dict(os.environ)
 
@@ -517,7 +519,7 @@ def agent(
     The result goes to stdout (text for a string, JSON otherwise) or to -o FILE.
     """
     from runner.agent_input import gather_input, schema_flags
-    from runner.agent_run import run_agent
+    from runner.agent_run import AgentRunError, run_agent
     from runner.models import provider_keys
     from runner.project import load_project
     from runner.remote import DEFAULT_CACHE, fetch_project, is_url
@@ -538,7 +540,7 @@ def agent(
         if not directory.is_dir():
             raise UserError(f"{path}: not a directory; pass an agent project directory")
     target = _output_target(output_file, force)
-    env = _load_agent_env(directory)
+    env = load_env(directory)
     project = load_project(directory)
     chosen = project.agent(agent_name or entry_agent)
     chat = chat or (agent_name is None and entry_agent is None and project.chat_agent is not None)
@@ -575,6 +577,10 @@ def agent(
         for key in provider_keys(env):
             store.redactor.add_secret(key)
         outcome = run_agent(store, project, chosen, values, model, env)
+    except AgentRunError as exc:
+        # The run happened and failed (the session records it): like a failed run, exit 1.
+        click.echo(f"Error: {exc}", err=True)
+        ctx.exit(EXIT_FAILED_BAR)
     finally:
         store.close()
     result = outcome.result
@@ -720,15 +726,6 @@ def _chat(
         click.echo(f"Session: {session.session_id} ({session.turns} turns)", err=True)
     if reason == "interrupted":
         click.get_current_context().exit(EXIT_INTERRUPTED)
-
-
-def _load_agent_env(directory: Path) -> dict[str, str]:
-    """The environment with the project's .env and .env.local under it (set values win)."""
-    from dotenv import load_dotenv
-
-    load_dotenv(directory / ".env.local", override=False)
-    load_dotenv(directory / ".env", override=False)
-    return dict(os.environ)
 
 
 def _json_text(value: Any) -> str:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,10 +104,6 @@ def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     shutil.rmtree(transcripts_new, ignore_errors=True)
     transcripts_new.mkdir()
     acc = SummaryAccumulator()
-    # Creating thousands of small files is syscall-bound: a few threads overlap it with the
-    # folding (the GIL is released while the kernel works); at most 256 writes queued.
-    writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentledger-transcripts")
-    pending: deque[Future[int]] = deque()
     try:
         with ExitStack() as stack:
             handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
@@ -121,23 +115,16 @@ def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
                     files[1].write(trace_row(trace).model_dump(mode="json"))
                     for obs in observation_rows(trace):
                         files[2].write(obs)
-                path = transcripts_new / f"{trace.trace_id}.md"
-                text = trace_transcript(report.experiment, trace).encode()
-                pending.append(writers.submit(path.write_bytes, text))
-                while len(pending) > 256:
-                    pending.popleft().result()
+                (transcripts_new / f"{trace.trace_id}.md").write_bytes(
+                    trace_transcript(report.experiment, trace).encode()
+                )
                 written.traces += 1
             for f in files:
                 f.close()
-            while pending:
-                pending.popleft().result()
         _swap_folder(transcripts_new, folder / TRANSCRIPTS)
     except BaseException:
-        writers.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(transcripts_new, ignore_errors=True)
         raise
-    finally:
-        writers.shutdown(wait=True)
     with atomic_file(folder / CONFIG) as handle:
         handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
     write_summary(folder, report.experiment, acc)

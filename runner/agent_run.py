@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from eventstore.errors import AgentLedgerError
 from eventstore.payloads import SessionEnded, SessionStarted, TurnCompleted, TurnStarted
 from eventstore.store import EventStore
 from eventstore.streams import session_stream
@@ -28,7 +29,7 @@ from runner.client_hook import record_default_clients
 from runner.context import RunContext, TraceRecorder, jsonable
 from runner.errors import RunnerError
 from runner.gateway import ModelGateway
-from runner.models import ModelSpec, endpoint, offline_endpoint
+from runner.models import ModelSpec, resolve_endpoint
 from runner.project import Agent, AgentProject, load_skill, render, tool_schema
 from runner.replay import Divergence, RecordMode, ReplayState
 from runner.targets import load_target
@@ -181,7 +182,7 @@ class AgentSession:
         self._project_dir = Path(project.directory)
         self._agent = agent
         offline = replay is not None and replay.mode is RecordMode.REPLAY
-        model_endpoint = offline_endpoint(model) if offline else endpoint(model, env)
+        model_endpoint = resolve_endpoint(model, env, offline=offline)
         self.replay = replay
         self.session_id = uuid.uuid4().hex[:12]
         stream = session_stream(self.session_id)
@@ -237,13 +238,21 @@ class AgentSession:
                     turn_index=index, user_message=message, source="user", input=jsonable(values)
                 )
             )
-            with record_default_clients(self._store.redactor):
-                if agent.target is not None:
-                    result = _python_agent(agent, ctx, values, self._project_dir)
-                else:
-                    result = _ai_agent(
-                        agent, ctx, self._gateway, values, self._project_dir, self.history
-                    )
+            try:
+                with record_default_clients(self._store.redactor):
+                    if agent.target is not None:
+                        result = _python_agent(agent, ctx, values, self._project_dir)
+                    else:
+                        result = _ai_agent(
+                            agent, ctx, self._gateway, values, self._project_dir, self.history
+                        )
+            except AgentLedgerError:
+                raise
+            except Exception as exc:
+                # The model (HTTP errors, timeouts, bad answers) or the agent's own code.
+                raise AgentRunError(
+                    f"agent {agent.name} failed: {type(exc).__name__}: {exc}"
+                ) from exc
             ctx.record_event(
                 TurnCompleted(
                     turn_index=index,
@@ -310,6 +319,9 @@ def run_agent(
     session = AgentSession(store, project, agent, model, env)
     try:
         result = session.turn(values)
+    except AgentRunError as exc:
+        session.end(f"failed: {type(exc.__cause__ or exc).__name__}")
+        raise AgentRunError(f"{exc} (recorded as session {session.session_id})") from exc
     except BaseException as exc:
         session.end(f"failed: {type(exc).__name__}")
         raise

@@ -52,7 +52,7 @@ from runner.config import ExperimentSettings
 from runner.context import AutoApprove, RunContext, ToolApprover, TraceRecorder
 from runner.errors import ConfigError, ModelConfigError, ResumeError
 from runner.gateway import ModelGateway
-from runner.models import Endpoint, endpoint, key_variable, offline_endpoint
+from runner.models import Endpoint, key_variable, resolve_endpoint
 from runner.plan import Slot, build_plan, iter_slots, slot_key
 from runner.replay import RecordMode, ReplaySource
 from runner.supervisor import ModelSupervisor, ScriptedSupervisor, Supervisor
@@ -127,7 +127,7 @@ def prepare(
     """Resolve the model's endpoint (a missing key fails here), load the plan and import the
     target, so bad input fails before anything runs. ``env`` holds the provider keys;
     ``offline`` (a pure replay) needs none."""
-    model_endpoint = offline_endpoint(settings.model) if offline else endpoint(settings.model, env)
+    model_endpoint = resolve_endpoint(settings.model, env, offline=offline)
     recordings = argument_recordings(settings, store)
     plan = build_plan(settings, recordings)
     target = load_experiment_target(settings)
@@ -136,6 +136,24 @@ def prepare(
     secrets = argument_secrets(settings, plan, env)
     supervisor = supervisor_endpoint(settings, env, offline=offline, api_key=supervisor_api_key)
     return PreparedExperiment(settings, plan, target, model_endpoint, secrets, supervisor)
+
+
+def prepare_recorded(
+    settings: ExperimentSettings,
+    plan: ExperimentPlan,
+    env: Mapping[str, str],
+    *,
+    offline: bool = False,
+) -> PreparedExperiment:
+    """An experiment prepared from recorded settings and plan (resume, replay)."""
+    return PreparedExperiment(
+        settings,
+        plan,
+        load_experiment_target(settings),
+        resolve_endpoint(settings.model, env, offline=offline),
+        argument_secrets(settings, plan, env),
+        supervisor_endpoint(settings, env, offline=offline),
+    )
 
 
 def supervisor_endpoint(
@@ -151,10 +169,8 @@ def supervisor_endpoint(
     if multi_turn is None or multi_turn.supervisor.model is None:
         return None
     model = multi_turn.supervisor.model
-    if offline:
-        return offline_endpoint(model)
     try:
-        return endpoint(model, env, api_key=api_key)
+        return resolve_endpoint(model, env, offline=offline, api_key=api_key)
     except ModelConfigError:
         raise ModelConfigError(
             f"the supervisor's model {model.label} needs an API key: pass "
@@ -285,17 +301,7 @@ class ExperimentRunner:
             settings = settings.model_copy(update={"parallel": parallel})
         plan = started.plan
         offline = replay is not None and replay.mode is RecordMode.REPLAY
-        model_endpoint = (
-            offline_endpoint(settings.model) if offline else endpoint(settings.model, env)
-        )
-        prepared = PreparedExperiment(
-            settings,
-            plan,
-            load_experiment_target(settings),
-            model_endpoint,
-            argument_secrets(settings, plan, env),
-            supervisor_endpoint(settings, env, offline=offline),
-        )
+        prepared = prepare_recorded(settings, plan, env, offline=offline)
         finished = self._finished_traces(experiment_id)
         heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
         output_dir = Path(started.output_dir or settings.output_directory)

@@ -190,6 +190,13 @@ def _is_loopback(url: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1")
 
 
+def resolve_endpoint(
+    spec: ModelSpec, env: Mapping[str, str], *, offline: bool = False, api_key: str | None = None
+) -> Endpoint:
+    """``offline_endpoint`` for a pure replay (no key needed), else ``endpoint``."""
+    return offline_endpoint(spec) if offline else endpoint(spec, env, api_key=api_key)
+
+
 def offline_endpoint(spec: ModelSpec) -> Endpoint:
     """An endpoint for a replay that never goes live: no key is needed or used."""
     if spec.provider == "mock":

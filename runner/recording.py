@@ -292,6 +292,13 @@ class _Call:
             )
         )
 
+    def body_response(
+        self, response: httpx2.Response, request: httpx2.Request, raw: bytes
+    ) -> httpx2.Response:
+        """Record a whole body, and the response to hand on in place of the read one."""
+        self.body_read(response, raw)
+        return _rebuilt(response, request, httpx2.ByteStream(raw))
+
     def body_read(self, response: httpx2.Response, raw: bytes) -> None:
         """A whole (non-streamed) body arrived: record the completion or the HTTP error."""
         content = raw
@@ -424,23 +431,35 @@ def _rebuilt(response: httpx2.Response, request: httpx2.Request, stream: Any) ->
     )
 
 
-class RecordingTransport(httpx2.BaseTransport):
+class _Recorder:
+    """What both transports share: the redactor, the provider label, and opening a call."""
+
+    def __init__(self, redactor: Redactor, provider: str | None) -> None:
+        self._redactor = redactor
+        self._provider = provider
+
+    def _open(
+        self, sink: CallSink, request: httpx2.Request, content: bytes
+    ) -> tuple[_Call, RecordedCall | None, httpx2.Response | None]:
+        provider = self._provider or provider_of(request.url)
+        parsed = _parse(request, content, self._redactor)
+        return _route(sink, provider, request, parsed, self._redactor)
+
+
+class RecordingTransport(_Recorder, httpx2.BaseTransport):
     """Records the calls of a sync ``openai`` client made inside a run."""
 
     def __init__(
         self, inner: httpx2.BaseTransport, redactor: Redactor, provider: str | None = None
     ) -> None:
+        super().__init__(redactor, provider)
         self._inner = inner
-        self._redactor = redactor
-        self._provider = provider
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         sink = active_sink()
         if sink is None:
             return self._inner.handle_request(request)
-        provider = self._provider or provider_of(request.url)
-        parsed = _parse(request, request.read(), self._redactor)
-        call, recorded, response = _route(sink, provider, request, parsed, self._redactor)
+        call, recorded, response = self._open(sink, request, request.read())
         try:
             if response is None:
                 response = (
@@ -461,30 +480,26 @@ class RecordingTransport(httpx2.BaseTransport):
             raise
         finally:
             response.close()
-        call.body_read(response, raw)
-        return _rebuilt(response, request, httpx2.ByteStream(raw))
+        return call.body_response(response, request, raw)
 
     def close(self) -> None:
         self._inner.close()
 
 
-class AsyncRecordingTransport(httpx2.AsyncBaseTransport):
+class AsyncRecordingTransport(_Recorder, httpx2.AsyncBaseTransport):
     """Records the calls of an async ``openai`` client made inside a run."""
 
     def __init__(
         self, inner: httpx2.AsyncBaseTransport, redactor: Redactor, provider: str | None = None
     ) -> None:
+        super().__init__(redactor, provider)
         self._inner = inner
-        self._redactor = redactor
-        self._provider = provider
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         sink = active_sink()
         if sink is None:
             return await self._inner.handle_async_request(request)
-        provider = self._provider or provider_of(request.url)
-        parsed = _parse(request, await request.aread(), self._redactor)
-        call, recorded, response = _route(sink, provider, request, parsed, self._redactor)
+        call, recorded, response = self._open(sink, request, await request.aread())
         try:
             if response is None:
                 response = (
@@ -505,8 +520,7 @@ class AsyncRecordingTransport(httpx2.AsyncBaseTransport):
             raise
         finally:
             await response.aclose()
-        call.body_read(response, raw)
-        return _rebuilt(response, request, httpx2.ByteStream(raw))
+        return call.body_response(response, request, raw)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

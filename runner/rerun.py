@@ -19,11 +19,9 @@ from eventstore.streams import (
     experiment_traces_prefix,
     trace_stream,
 )
-from runner.args import argument_secrets
 from runner.config import ExperimentSettings
 from runner.errors import ReplayError
-from runner.experiment import PreparedExperiment, load_experiment_target, supervisor_endpoint
-from runner.models import endpoint, offline_endpoint
+from runner.experiment import PreparedExperiment, prepare_recorded
 from runner.plan import iter_slots, slot_key
 from runner.replay import RecordMode, ReplayBook, ReplaySource, SlotKey, build_books
 
@@ -116,17 +114,5 @@ def prepare_replay(
     plan = started.plan
     if slot is not None:
         plan = plan.model_copy(update={"only_slots": [slot], "total_runs": 1})
-    model_endpoint = (
-        offline_endpoint(settings.model)
-        if mode is RecordMode.REPLAY
-        else endpoint(settings.model, env)
-    )
-    prepared = PreparedExperiment(
-        settings,
-        plan,
-        load_experiment_target(settings),
-        model_endpoint,
-        argument_secrets(settings, plan, env),
-        supervisor_endpoint(settings, env, offline=mode is RecordMode.REPLAY),
-    )
+    prepared = prepare_recorded(settings, plan, env, offline=mode is RecordMode.REPLAY)
     return prepared, load_source(store, experiment_id, mode)

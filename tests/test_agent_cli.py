@@ -541,3 +541,17 @@ def test_schema_flags_read_files_and_env_local_is_loaded(project: Path) -> None:
         )
         assert local.returncode == 0, local.stderr
         assert server.requests[0].headers["authorization"] == "Bearer sk-from-env-local"
+
+
+def test_a_failing_model_is_a_one_line_error_and_the_session_is_kept(project: Path) -> None:
+    with ModelServer() as server:
+        server.fail_next("500", times=3)
+        result = run_agent(
+            project, "chat", "--model", "openai:m", "--base-url", server.base_url, "-i", "x"
+        )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: agent chat failed: InternalServerError:")
+    session = line.rsplit("recorded as session ", 1)[1].rstrip(")")
+    transcript = agentledger("transcript", session, cwd=project).stdout
+    assert "failed: InternalServerError" in transcript and "| failed |" in transcript

@@ -270,18 +270,13 @@ def _converse(master: int, answers: list[str], deadline: float) -> str:
     return seen.decode(errors="replace")
 
 
-def test_manual_approval_asks_on_the_terminal(tmp_path: Path) -> None:
-    project = make_project(
-        tmp_path / "proj",
-        agent=TOOL_AGENT,
-        inputs=[{"input": "one"}, {"input": "two"}],
-        iterations=1,
-        simulation=multi_turn(max_turns=1, supervisor=mock_supervisor([])),
-    )
+def _on_terminal(project: Path, *flags: str, answers: list[str]) -> tuple[int, str]:
+    """Run the experiment on a pseudo-terminal, answering approval questions in turn;
+    returns the exit status and everything the terminal showed."""
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
     proc = subprocess.Popen(
-        [AGENTLEDGER, "run", "experiment", "--yes", "--manual-approve-tools"],
+        [AGENTLEDGER, "run", "experiment", "--yes", *flags],
         cwd=project,
         stdin=slave,
         stdout=slave,
@@ -291,11 +286,23 @@ def test_manual_approval_asks_on_the_terminal(tmp_path: Path) -> None:
     )
     os.close(slave)
     try:
-        # Run one: approve, then reject. Run two: approve all (no more questions).
-        screen = _converse(master, ["y", "n", "a"], time.monotonic() + 60)
-        assert proc.wait(timeout=30) == 0, screen
+        screen = _converse(master, answers, time.monotonic() + 60)
+        return proc.wait(timeout=30), screen
     finally:
         os.close(master)
+
+
+def test_manual_approval_asks_on_the_terminal(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path / "proj",
+        agent=TOOL_AGENT,
+        inputs=[{"input": "one"}, {"input": "two"}],
+        iterations=1,
+        simulation=multi_turn(max_turns=1, supervisor=mock_supervisor([])),
+    )
+    # Run one: approve, then reject. Run two: approve all (no more questions).
+    code, screen = _on_terminal(project, "--manual-approve-tools", answers=["y", "n", "a"])
+    assert code == 0, screen
     assert screen.count("Approve?") == 3
     assert "Tool call in" in screen and 'lookup({"q":"one"})' in screen
     folder = next((project / "experiments").iterdir())
@@ -342,23 +349,8 @@ def test_auto_approval_on_a_terminal_asks_nothing(tmp_path: Path) -> None:
         iterations=1,
         simulation=multi_turn(max_turns=1, supervisor=mock_supervisor([])),
     )
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "AGENTLEDGER_STORE"}
-    proc = subprocess.Popen(
-        [AGENTLEDGER, "run", "experiment", "--yes", "--auto-approve-tools"],
-        cwd=project,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env={**env, "NO_COLOR": "1", "TERM": "dumb"},
-        close_fds=True,
-    )
-    os.close(slave)
-    try:
-        screen = _converse(master, [], time.monotonic() + 60)
-        assert proc.wait(timeout=30) == 0, screen
-    finally:
-        os.close(master)
+    code, screen = _on_terminal(project, "--auto-approve-tools", answers=[])
+    assert code == 0, screen
     assert "Approve?" not in screen
     folder = next((project / "experiments").iterdir())
     calls = read_jsonl(folder / "traces.jsonl")[0]["tool_calls"]
