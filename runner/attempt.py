@@ -119,9 +119,11 @@ async def run_attempt(
                 decide = blocking_decider(supervisor, ctx, run_blocking)
                 termination = await conversation.run(slot.input.input, invoke, decide)
                 output = conversation.output
-            else:
+            elif target.binds_conversation:
                 first = [{"role": "user", "content": slot.input.input}]
                 output = await invoke(conversation_values(first, 0, slot.input.persona, 1))
+            else:
+                output = await invoke({})
     except TimeoutError as exc:
         elapsed = elapsed_ms(started)
         if deadline.expired():

@@ -46,7 +46,8 @@ class ModelGateway:
         self.spec = spec
         self.endpoint = endpoint
         self._redactor = redactor
-        redactor.add_secret(endpoint.api_key)
+        if spec.provider != "mock":  # the mock's placeholder key is no secret
+            redactor.add_secret(endpoint.api_key)
         self._lock = threading.Lock()
         self._client: OpenAI | None = None
         self._async_client: AsyncOpenAI | None = None

@@ -47,6 +47,11 @@ class Target:
     """(parameter name, value name, keyword-only?) in signature order."""
 
     @property
+    def binds_conversation(self) -> bool:
+        """Whether a parameter takes ``messages``, ``history`` or ``conversation_state``."""
+        return any(source in CONVERSATION_NAMES for _, source, _ in self.bindings)
+
+    @property
     def is_async(self) -> bool:
         return self.kind in ("async", "async_generator")
 
