@@ -55,7 +55,9 @@ def show_experiment(state: AppState, experiment: str) -> None:
         ref = resolve_experiment(store, experiment)
         live = ReportState(ref.experiment_id, keep_traces=False)
         live.catch_up(store)
-    fold, acc = live.experiment, live.summary
+        fold = live.experiment
+        workers = _workers_lines(store, fold) if fold.lease_seconds is not None else []
+    acc = live.summary
     finished = acc.successful + acc.failed
     settings = fold.config
     click.echo(f"experiment  {fold.name} ({fold.experiment_id})")
@@ -69,6 +71,26 @@ def show_experiment(state: AppState, experiment: str) -> None:
     click.echo(f"parallel    {settings.get('parallel')}")
     if fold.resumed:
         click.echo(f"resumed     {fold.resumed} time(s)")
+    for line in workers:
+        click.echo(line)
+
+
+def _workers_lines(store: EventStore, fold: ExperimentFold) -> list[str]:
+    """Where the slots of a shared experiment stand, and who holds them."""
+    from eventstore.slots import SlotBoard
+
+    board = SlotBoard(store)
+    counts = board.counts(fold.experiment_id)
+    holders = board.holders(fold.experiment_id)
+    lines = [
+        f"slots       {counts.pending} pending, {counts.running} running, "
+        f"{counts.expired} lease expired, {counts.done} done (lease {fold.lease_seconds:g}s)",
+        "workers     "
+        + (", ".join(f"{name} ({n})" for name, n in holders.items()) or "none holding a lease"),
+    ]
+    if fold.refused:
+        lines.append(f"refused     {fold.refused} late result(s) of slots taken over")
+    return lines
 
 
 def _load_trace(store: EventStore, trace_id: str) -> tuple[ExperimentFold, TraceFold]:

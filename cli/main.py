@@ -6,7 +6,19 @@ from typing import Any
 
 import click
 
-from cli import db, events, experiments, init, parse, replay, report, run, transfer, verify
+from cli import (
+    db,
+    events,
+    experiments,
+    init,
+    parse,
+    replay,
+    report,
+    run,
+    transfer,
+    verify,
+    worker,
+)
 from cli.errors import EXIT_INTERRUPTED, UserError
 from cli.options import LOG_LEVELS, AppState, configure_logging
 from eventstore.errors import AgentLedgerError
@@ -55,6 +67,7 @@ def cli(ctx: click.Context, store_url: str | None, log_level: str) -> None:
 
 cli.add_command(init.init)
 cli.add_command(run.run)
+cli.add_command(worker.worker)
 cli.add_command(replay.replay)
 cli.add_command(replay.diff)
 cli.add_command(report.report)

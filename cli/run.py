@@ -18,10 +18,12 @@ from cli.progress import ProgressDisplay
 from eventstore.errors import AgentLedgerError
 
 if TYPE_CHECKING:
+    from eventstore.payloads import ExperimentPlan
     from eventstore.store import EventStore
     from runner.context import ToolApprover
     from runner.experiment import ExperimentResult, ExperimentRunner
     from runner.models import ModelSpec
+    from runner.prepare import PreparedExperiment
     from runner.project import Agent, AgentProject
     from runner.replay import RecordMode, ReplaySource
 
@@ -114,6 +116,19 @@ def run() -> None:
     help="live: call models; replay: answer every call from the last run of this "
     "experiment's name (a miss fails the run); replay-or-live: call live on a miss.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Run the slots in N worker processes that claim them from the store; "
+    "`agentledger worker EXPERIMENT` on other machines can join [default: this process].",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(1, 3600),
+    metavar="SECONDS",
+    help="With --workers: how long a worker's claim on a slot holds if it stops "
+    "renewing it (dies); then another worker takes the slot over [default: 30].",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (CI).")
 @pass_state
 def experiment(
@@ -139,6 +154,8 @@ def experiment(
     supervisor_temperature: float | None,
     supervisor_api_key: str | None,
     record_mode: str,
+    workers: int | None,
+    lease_seconds: float | None,
     yes: bool,
 ) -> None:
     """Run every input x iteration of a simulation experiment against the target.
@@ -147,9 +164,13 @@ def experiment(
     each run as a trace in the store, and writes the report folder
     experiments/<name>_<YYYYMMDD_HHMMSS>/. Exit 0 when every run succeeded, 1 when
     failed runs exceed --max-failures, 2 on bad input, 130 when interrupted.
+
+    With --workers N, N worker processes claim the slots from the store under a lease
+    (any `agentledger worker EXPERIMENT` sharing the store joins in); progress counts every
+    worker's runs, from the log.
     """
     from runner.config import Overrides, find_project_dir, parse_max_failures, resolve_settings
-    from runner.experiment import prepare
+    from runner.prepare import prepare
     from runner.replay import RecordMode
 
     if resume:
@@ -177,18 +198,12 @@ def experiment(
         raise UserError(
             "--resume continues with the experiment's own record mode; drop --record-mode"
         )
+    if lease_seconds is not None and workers is None and not resume:
+        raise UserError("--lease-seconds is the lease of worker processes; add --workers N")
     project_dir = find_project_dir(project, root, Path.cwd())
     with RecordedRun(state, project_dir) as session:
         if resume:
-            from projections.catalog import resolve_experiment
-
-            experiment_id = resolve_experiment(session.store, resume).experiment_id
-            source = _recording_of(session.store, experiment_id)
-            result = session.run(
-                lambda runner: runner.resume(
-                    experiment_id, session.env, parallel=parallel, replay=source
-                )
-            )
+            result = _resume(session, resume, parallel, workers, lease_seconds)
         else:
             overrides = Overrides(
                 iterations=iterations,
@@ -238,9 +253,25 @@ def experiment(
                         "stdin is not one; use --auto-approve-tools"
                     )
                 approver = TerminalApprover()
-            result = session.run(
-                lambda runner: runner.start(prepared, replay=source), approver=approver
-            )
+            if workers is not None:
+                if approver is not None:
+                    raise UserError(
+                        "--workers runs in processes that cannot ask about tool calls; "
+                        "use --auto-approve-tools"
+                    )
+                from runner.workers import LEASE_SECONDS
+
+                result = session.run_shared(
+                    prepared,
+                    workers,
+                    lease_seconds=lease_seconds or LEASE_SECONDS,
+                    replay=source,
+                    supervisor_api_key=supervisor_api_key,
+                )
+            else:
+                result = session.run(
+                    lambda runner: runner.start(prepared, replay=source), approver=approver
+                )
         session.finish(result)
         _check_failures(result, allowed)
 
@@ -288,15 +319,33 @@ class TerminalApprover:
             return True, "user", ""
 
 
-def _recording_of(store: EventStore, experiment_id: str) -> ReplaySource | None:
-    """The recording a replayed experiment answers from, to resume it the same way."""
-    from runner.replay import RecordMode
-    from runner.rerun import load_source, recorded_start
+def _resume(
+    session: RecordedRun,
+    experiment: str,
+    parallel: int | None,
+    workers: int | None,
+    lease_seconds: float | None,
+) -> ExperimentResult:
+    """Go on with an unfinished experiment: in this process, or with workers if its slots
+    are shared."""
+    from projections.catalog import resolve_experiment
+    from runner.rerun import recorded_start
+    from runner.workers import recording_of
 
-    started = recorded_start(store, experiment_id)
-    if started.replay_of is None:
-        return None
-    return load_source(store, started.replay_of, RecordMode(started.record_mode))
+    experiment_id = resolve_experiment(session.store, experiment).experiment_id
+    started = recorded_start(session.store, experiment_id)
+    if lease_seconds is not None:
+        raise UserError("--resume keeps the experiment's recorded lease; drop --lease-seconds")
+    if started.lease_seconds is not None:
+        return session.resume_shared(experiment_id, workers or started.workers or 1, parallel)
+    if workers is not None:
+        raise UserError(
+            f"experiment {experiment_id} was started in one process; resume it without --workers"
+        )
+    source = recording_of(session.store, started)
+    return session.run(
+        lambda runner: runner.resume(experiment_id, session.env, parallel=parallel, replay=source)
+    )
 
 
 class RecordedRun:
@@ -340,11 +389,67 @@ class RecordedRun:
             self.store,
             self._display,
             handle_signals=True,
-            on_second_interrupt=_hard_exit,
+            on_second_interrupt=hard_exit,
             approver=approver,
         )
         with self._live:
             return execute(runner)
+
+    def run_shared(
+        self,
+        prepared: PreparedExperiment,
+        workers: int,
+        *,
+        lease_seconds: float,
+        replay: ReplaySource | None,
+        supervisor_api_key: str | None,
+    ) -> ExperimentResult:
+        """Start the experiment with its slots on the board, start ``workers`` local
+        worker processes, and watch its progress in the log until it ends."""
+        from runner.experiment import ExperimentRunner
+
+        runner = ExperimentRunner(self.store)
+        result = runner.begin(prepared, replay=replay, workers=workers, lease_seconds=lease_seconds)
+        return self._watch(
+            result, prepared.plan, workers, prepared.settings.parallel, supervisor_api_key
+        )
+
+    def resume_shared(
+        self, experiment_id: str, workers: int, parallel: int | None
+    ) -> ExperimentResult:
+        """Start local workers again on the unfinished slots of a shared experiment."""
+        from runner.experiment import ExperimentResult
+        from runner.workers import resume_shared
+
+        started = resume_shared(self.store, experiment_id)
+        output_dir = Path(started.output_dir or ".")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        result = ExperimentResult(experiment_id, started.name, output_dir, started.plan.total_runs)
+        return self._watch(result, started.plan, workers, parallel, None)
+
+    def _watch(
+        self,
+        result: ExperimentResult,
+        plan: ExperimentPlan,
+        workers: int,
+        parallel: int | None,
+        supervisor_api_key: str | None,
+    ) -> ExperimentResult:
+        from runner.workers import LogProgress, coordinate, start_local_workers
+
+        # Forked before this process starts any thread of its own (the live report's).
+        processes = start_local_workers(
+            self.store,
+            result.experiment_id,
+            workers,
+            parallel=parallel,
+            env=self.env,
+            supervisor_api_key=supervisor_api_key,
+        )
+        with self._live:
+            progress = LogProgress(self.store, result.experiment_id, plan, self._display)
+            progress.start(result.output_dir)
+            return coordinate(self.store, result, processes, progress)
 
     def finish(self, result: ExperimentResult) -> None:
         """Write the final report from the log and print where it is; exit 130 if the
@@ -396,7 +501,7 @@ def _split(value: str | None) -> list[str] | None:
     return names
 
 
-def _hard_exit() -> None:
+def hard_exit() -> None:
     """Second Ctrl-C: leave at once; every committed event is already safe in the store."""
     sys.stderr.write("\nInterrupted again: exiting now.\n")
     sys.stderr.flush()

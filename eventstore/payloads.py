@@ -140,6 +140,10 @@ class ExperimentStarted(Payload):
     """Experiment id this one replays, if it is a replay."""
     record_mode: str = "live"
     output_dir: str | None = None
+    workers: int | None = None
+    """Local worker processes it was started with (None: runs in the starting process)."""
+    lease_seconds: float | None = None
+    """Set when its slots are shared by workers: how long a claim holds without renewal."""
 
 
 class TraceSeal(BaseModel):
@@ -167,6 +171,18 @@ class ExperimentInterrupted(Payload):
     reason: str
     completed: int
     remaining: int
+
+
+@register
+class SlotResultRejected(Payload):
+    """A worker's result for a slot it no longer held was refused: its lease ran out and
+    another worker started the slot's trace again (the stream version fenced it off)."""
+
+    experiment_id: str
+    slot: int
+    trace_id: str
+    worker: str
+    reason: str
 
 
 @register

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -44,3 +45,17 @@ checkpoints = Table(
     Column("position", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
     Column("updated_at", String(32), nullable=False),
 )
+
+slots = Table(
+    "slots",
+    metadata,
+    Column("experiment_id", String(200), primary_key=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("state", String(16), nullable=False),
+    Column("owner", String(200), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("claims", Integer, nullable=False, server_default="0"),
+    Index("ix_slots_state", "experiment_id", "state", "slot"),
+)
+"""Coordination state of experiments shared by workers (not part of the log: it is never
+exported, and a slot's outcome is read from its trace stream, not from here)."""

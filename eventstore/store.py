@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
@@ -183,12 +184,21 @@ class _DriverSQL:
 _SQL = {"sqlite": _DriverSQL("?"), "postgresql": _DriverSQL("%s")}
 
 
+def _forget_connections(engine_ref: weakref.ref[Engine]) -> None:
+    engine = engine_ref()
+    if engine is not None:
+        engine.dispose(close=False)
+
+
 class EventStore:
     """An append-only event log in SQLite or PostgreSQL. Thread-safe; share one per process."""
 
     def __init__(self, engine: Engine, location: StoreURL, redactor: Redactor | None = None):
         self._engine = engine
         self.location = location
+        # A forked child (a local worker) must not use or close the parent's connections.
+        engine_ref = weakref.ref(engine)
+        os.register_at_fork(after_in_child=lambda: _forget_connections(engine_ref))
         self._sql = _SQL[location.backend]
         self.redactor = redactor or Redactor()
         self._base_metadata = {
@@ -245,6 +255,14 @@ class EventStore:
     def close(self) -> None:
         """Release every pooled connection."""
         self._engine.dispose()
+
+    @property
+    def url(self) -> str:
+        """The store's full URL, as ``--store`` takes it (password included: pass it on,
+        never print it)."""
+        if self.location.path is not None:
+            return str(self.location.path)
+        return self.location.url.render_as_string(hide_password=False)
 
     def __enter__(self) -> EventStore:
         return self

@@ -42,6 +42,10 @@ class ExperimentFold:
     status: str = "running"
     interrupted: bool = False
     resumed: int = 0
+    lease_seconds: float | None = None
+    """Set when the experiment's slots are shared by workers."""
+    refused: int = 0
+    """Late results of workers whose slot had been taken over."""
     first_position: int = 0
     last_position: int = 0
 
@@ -57,6 +61,7 @@ class ExperimentFold:
             self.replay_of = data.get("replay_of")
             self.record_mode = data.get("record_mode", "live")
             self.output_dir = data.get("output_dir")
+            self.lease_seconds = data.get("lease_seconds")
             self.started_at = ev.recorded_at
             self.first_position = ev.position
         elif ev.type == "ExperimentCompleted":
@@ -69,6 +74,8 @@ class ExperimentFold:
         elif ev.type == "ExperimentResumed":
             self.status = "running"
             self.resumed += 1
+        elif ev.type == "SlotResultRejected":
+            self.refused += 1
 
     @property
     def total_runs(self) -> int:

@@ -28,7 +28,7 @@ from runner.supervisor import Supervisor
 from runner.targets import Target
 
 if TYPE_CHECKING:
-    from runner.experiment import PreparedExperiment
+    from runner.prepare import PreparedExperiment
 
 log = logging.getLogger("agentledger.runner")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -20,7 +19,7 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,35 +27,29 @@ from pathlib import Path
 from typing import Protocol
 
 from eventstore.payloads import (
-    ExperimentCompleted,
     ExperimentInterrupted,
-    ExperimentPlan,
     ExperimentResumed,
     ExperimentStarted,
     TraceAttemptFailed,
     TraceCompleted,
     TraceFailed,
-    TraceSeal,
     TraceStarted,
 )
+from eventstore.slots import SlotBoard
 from eventstore.store import NO_STREAM, EventStore
 from eventstore.streams import TRACE_PREFIX, experiment_stream, trace_stream
-from runner.args import (
-    argument_recordings,
-    argument_secrets,
-    check_parameters,
-)
 from runner.attempt import check_replay, run_attempt
 from runner.client_hook import record_default_clients
 from runner.config import ExperimentSettings
 from runner.context import AutoApprove, RunContext, ToolApprover, TraceRecorder
-from runner.errors import ConfigError, ModelConfigError, ResumeError
+from runner.errors import ConfigError, ResumeError
+from runner.feeds import Assignment, PlannedFeed, SlotFeed
 from runner.gateway import ModelGateway
-from runner.models import Endpoint, key_variable, resolve_endpoint
-from runner.plan import Slot, build_plan, iter_slots, slot_key
+from runner.outcomes import completed_event, finished_traces
+from runner.plan import Slot, iter_slots, slot_key
+from runner.prepare import PreparedExperiment, prepare_recorded, slot_seed
 from runner.replay import RecordMode, ReplaySource
 from runner.supervisor import ModelSupervisor, ScriptedSupervisor, Supervisor
-from runner.targets import Target, load_target
 from runner.writer import BatchWriter
 
 log = logging.getLogger("agentledger.runner")
@@ -89,100 +82,6 @@ class ExperimentResult:
     successful: int = 0
     failed: int = 0
     interrupted: bool = False
-
-
-@dataclass(frozen=True)
-class PreparedExperiment:
-    """Everything checked before the first event is written: settings, plan, target, and
-    where the model is reached."""
-
-    settings: ExperimentSettings
-    plan: ExperimentPlan
-    target: Target
-    endpoint: Endpoint
-    argument_secrets: dict[str, str] = field(default_factory=dict)
-    """Values of arguments recorded masked (argument replay); never recorded."""
-    supervisor_endpoint: Endpoint | None = None
-    """Where an LLM supervisor's model is reached (multi-turn)."""
-
-
-def load_experiment_target(settings: ExperimentSettings) -> Target:
-    """Import the settings' target with the project's search paths."""
-    search = [settings.project_dir, settings.working_directory, *settings.python_path]
-    return load_target(
-        settings.target,
-        list(dict.fromkeys(search)),
-        from_args=settings.replay_args is not None,
-    )
-
-
-def prepare(
-    settings: ExperimentSettings,
-    env: Mapping[str, str],
-    *,
-    offline: bool = False,
-    store: EventStore | None = None,
-    supervisor_api_key: str | None = None,
-) -> PreparedExperiment:
-    """Resolve the model's endpoint (a missing key fails here), load the plan and import the
-    target, so bad input fails before anything runs. ``env`` holds the provider keys;
-    ``offline`` (a pure replay) needs none."""
-    model_endpoint = resolve_endpoint(settings.model, env, offline=offline)
-    recordings = argument_recordings(settings, store)
-    plan = build_plan(settings, recordings)
-    target = load_experiment_target(settings)
-    if recordings is not None:
-        check_parameters(target.fn, recordings, settings.target)
-    secrets = argument_secrets(settings, plan, env)
-    supervisor = supervisor_endpoint(settings, env, offline=offline, api_key=supervisor_api_key)
-    return PreparedExperiment(settings, plan, target, model_endpoint, secrets, supervisor)
-
-
-def prepare_recorded(
-    settings: ExperimentSettings,
-    plan: ExperimentPlan,
-    env: Mapping[str, str],
-    *,
-    offline: bool = False,
-) -> PreparedExperiment:
-    """An experiment prepared from recorded settings and plan (resume, replay)."""
-    return PreparedExperiment(
-        settings,
-        plan,
-        load_experiment_target(settings),
-        resolve_endpoint(settings.model, env, offline=offline),
-        argument_secrets(settings, plan, env),
-        supervisor_endpoint(settings, env, offline=offline),
-    )
-
-
-def supervisor_endpoint(
-    settings: ExperimentSettings,
-    env: Mapping[str, str],
-    *,
-    offline: bool = False,
-    api_key: str | None = None,
-) -> Endpoint | None:
-    """The endpoint of the LLM supervisor's model, if the experiment has one; a missing key
-    is an error naming the supervisor's flag."""
-    multi_turn = settings.multi_turn
-    if multi_turn is None or multi_turn.supervisor.model is None:
-        return None
-    model = multi_turn.supervisor.model
-    try:
-        return resolve_endpoint(model, env, offline=offline, api_key=api_key)
-    except ModelConfigError:
-        raise ModelConfigError(
-            f"the supervisor's model {model.label} needs an API key: pass "
-            f"--supervisor-api-key, set {key_variable(model.provider)}, or use "
-            "--supervisor-provider mock to run offline"
-        ) from None
-
-
-def slot_seed(seed: int, slot: int) -> int:
-    """The seed of one slot, derived from the experiment seed (stable across runs)."""
-    digest = hashlib.sha256(f"{seed}:{slot}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") >> 1
 
 
 def _folder_name(name: str) -> str:
@@ -249,11 +148,30 @@ class ExperimentRunner:
     ) -> ExperimentResult:
         """Record ``ExperimentStarted``, run every slot, and record how it ended. With
         ``replay``, model calls are answered from that experiment's recording."""
+        result = self.begin(prepared, experiment_id=experiment_id, now=now, replay=replay)
+        slots = iter_slots(result.experiment_id, prepared.plan)
+        return self._execute(prepared, result, PlannedFeed(slots, {}), done=0, replay=replay)
+
+    def begin(
+        self,
+        prepared: PreparedExperiment,
+        *,
+        experiment_id: str | None = None,
+        now: datetime | None = None,
+        replay: ReplaySource | None = None,
+        workers: int | None = None,
+        lease_seconds: float | None = None,
+    ) -> ExperimentResult:
+        """Record ``ExperimentStarted`` (and make its output folder). With
+        ``lease_seconds``, its slots go on the board first, for workers to claim."""
         settings = prepared.settings
         self._tool_approver(settings)  # refuse manual approval without an approver up front
         experiment_id = experiment_id or uuid.uuid4().hex[:12]
         moment = now or datetime.now(UTC)
         output_dir = create_output_dir(Path(settings.output_directory), settings.name, moment)
+        if lease_seconds is not None:
+            numbers = (slot.number for slot in iter_slots(experiment_id, prepared.plan))
+            SlotBoard(self._store).create(experiment_id, numbers)
         self._store.append(
             experiment_stream(experiment_id),
             [
@@ -266,16 +184,26 @@ class ExperimentRunner:
                     output_dir=str(output_dir),
                     replay_of=replay.experiment_id if replay else None,
                     record_mode=replay.mode.value if replay else RecordMode.LIVE.value,
+                    workers=workers,
+                    lease_seconds=lease_seconds,
                 )
             ],
             expected_version=NO_STREAM,
             metadata={"correlation_id": experiment_id},
         )
-        result = ExperimentResult(
-            experiment_id, settings.name, output_dir, prepared.plan.total_runs
-        )
-        slots = iter_slots(experiment_id, prepared.plan)
-        return self._execute(prepared, result, slots, heads={}, done=0, replay=replay)
+        return ExperimentResult(experiment_id, settings.name, output_dir, prepared.plan.total_runs)
+
+    def work(
+        self,
+        prepared: PreparedExperiment,
+        result: ExperimentResult,
+        feed: SlotFeed,
+        *,
+        replay: ReplaySource | None = None,
+    ) -> ExperimentResult:
+        """Run the slots ``feed`` hands out, as one worker of a shared experiment (whoever
+        sees the last slot finish records the completion, not this)."""
+        return self._execute(prepared, result, feed, done=0, replay=replay, complete=False)
 
     def resume(
         self,
@@ -302,7 +230,7 @@ class ExperimentRunner:
         plan = started.plan
         offline = replay is not None and replay.mode is RecordMode.REPLAY
         prepared = prepare_recorded(settings, plan, env, offline=offline)
-        finished = self._finished_traces(experiment_id)
+        finished = finished_traces(self._store, experiment_id)
         heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
         output_dir = Path(started.output_dir or settings.output_directory)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -315,25 +243,8 @@ class ExperimentRunner:
             [ExperimentResumed(experiment_id=experiment_id, remaining=len(remaining))],
             metadata={"correlation_id": experiment_id},
         )
-        return self._execute(
-            prepared, result, iter(remaining), heads=heads, done=len(finished), replay=replay
-        )
-
-    def _finished_traces(self, experiment_id: str) -> dict[str, bool]:
-        """Trace id -> succeeded, for every trace whose last outcome is final (an
-        interrupted run is not final: resume runs it again)."""
-        outcome: dict[str, bool] = {}
-        for ev in self._store.read_all(
-            correlation_id=experiment_id, types=["TraceStarted", "TraceCompleted", "TraceFailed"]
-        ):
-            trace_id = ev.stream_id[len(TRACE_PREFIX) :]
-            if ev.type == "TraceStarted":
-                outcome.pop(trace_id, None)
-            elif ev.type == "TraceCompleted":
-                outcome[trace_id] = True
-            elif ev.data.get("reason") != "interrupted":
-                outcome[trace_id] = False
-        return outcome
+        feed = PlannedFeed(iter(remaining), heads)
+        return self._execute(prepared, result, feed, done=len(finished), replay=replay)
 
     # --- execution ------------------------------------------------------------------------
 
@@ -341,11 +252,11 @@ class ExperimentRunner:
         self,
         prepared: PreparedExperiment,
         result: ExperimentResult,
-        slots: Iterator[Slot],
+        feed: SlotFeed,
         *,
-        heads: dict[str, tuple[int, str]],
         done: int,
         replay: ReplaySource | None = None,
+        complete: bool = True,
     ) -> ExperimentResult:
         settings = prepared.settings
         self._listener.started(result.experiment_id, result.output_dir, result.total, done)
@@ -363,7 +274,7 @@ class ExperimentRunner:
         try:
             os.chdir(settings.working_directory)
             with record_default_clients(self._store.redactor):
-                asyncio.run(self._run_slots(prepared, run, slots, writer, pool, heads))
+                asyncio.run(self._run_slots(prepared, run, feed, writer, pool))
         finally:
             os.chdir(previous_cwd)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -371,17 +282,17 @@ class ExperimentRunner:
             if isinstance(run.supervisor, ModelSupervisor):
                 run.supervisor.gateway.close()
             writer.close()
-        self._finish(run, done)
+        if complete:
+            self._finish(run, done)
         return result
 
     async def _run_slots(
         self,
         prepared: PreparedExperiment,
         run: _Run,
-        slots: Iterator[Slot],
+        feed: SlotFeed,
         writer: BatchWriter,
         pool: ThreadPoolExecutor,
-        heads: dict[str, tuple[int, str]],
     ) -> None:
         loop = asyncio.get_running_loop()
         if self._handle_signals:
@@ -392,16 +303,13 @@ class ExperimentRunner:
 
         async def worker() -> None:
             while not run.stopping:
-                slot = next(slots, None)
-                if slot is None:
+                assignment = await feed.take()
+                if assignment is None:
                     return
                 await self._pace(run, settings.run_delay_seconds)
                 if run.stopping:
                     return
-                version = heads.get(trace_stream(slot.trace_id), (0, ""))[0]
-                task = asyncio.create_task(
-                    self._run_slot(prepared, slot, writer, pool, version, run)
-                )
+                task = asyncio.create_task(self._run_slot(prepared, assignment, writer, pool, run))
                 run.in_flight.add(task)
                 try:
                     await task
@@ -439,35 +347,39 @@ class ExperimentRunner:
     async def _run_slot(
         self,
         prepared: PreparedExperiment,
-        slot: Slot,
+        assignment: Assignment,
         writer: BatchWriter,
         pool: ThreadPoolExecutor,
-        version: int,
         run: _Run,
     ) -> None:
         settings = prepared.settings
         experiment_id = run.result.experiment_id
-        recorder = TraceRecorder(
-            writer,
-            trace_stream(slot.trace_id),
-            version=version,
-            metadata={"correlation_id": experiment_id},
-        )
+        slot = assignment.slot
         seed = slot_seed(settings.seed, slot.number)
         item = slot.input
-        recorder.record(
-            TraceStarted(
-                experiment_id=experiment_id,
-                trace_id=slot.trace_id,
-                slot=slot.number,
-                input_index=item.index,
-                iteration=slot.iteration,
-                persona=item.persona,
-                input=item.input,
-                call_args=item.call_args,
-                seed=seed,
-            )
+        metadata = {"correlation_id": experiment_id}
+        started = TraceStarted(
+            experiment_id=experiment_id,
+            trace_id=slot.trace_id,
+            slot=slot.number,
+            input_index=item.index,
+            iteration=slot.iteration,
+            persona=item.persona,
+            input=item.input,
+            call_args=item.call_args,
+            seed=seed,
         )
+        version = assignment.version
+        if assignment.fence is not None:
+            fenced = await asyncio.to_thread(assignment.fence, started, metadata)
+            if fenced is None:
+                return
+            version = fenced
+        recorder = TraceRecorder(
+            writer, trace_stream(slot.trace_id), version=version, metadata=metadata
+        )
+        if assignment.fence is None:
+            recorder.record(started)
         ctx = RunContext(
             recorder,
             trace_id=slot.trace_id,
@@ -502,7 +414,8 @@ class ExperimentRunner:
                         turn_count=outcome.turn_count,
                         conversation_state=outcome.conversation_state,
                         termination_reason=outcome.termination_reason,
-                    )
+                    ),
+                    callback=assignment.on_final,
                 )
                 break
             retryable = outcome.reason != "divergence" and not run.stopping
@@ -536,7 +449,8 @@ class ExperimentRunner:
                     turn_count=outcome.turn_count if outcome.conversation_state else 0,
                     conversation_state=outcome.conversation_state,
                     termination_reason=outcome.termination_reason,
-                )
+                ),
+                callback=assignment.on_final,
             )
             break
         if outcome.ok:
@@ -594,20 +508,10 @@ class ExperimentRunner:
             )
             result.interrupted = True
             return
-        heads = self._store.stream_heads(TRACE_PREFIX, result.experiment_id)
-        self._store.append(
-            stream,
-            [
-                ExperimentCompleted(
-                    experiment_id=result.experiment_id,
-                    total_traces=result.total,
-                    successful=result.successful,
-                    failed=result.failed,
-                    seals={s: TraceSeal(version=v, hash=h) for s, (v, h) in sorted(heads.items())},
-                )
-            ],
-            metadata=meta,
+        completed = completed_event(
+            self._store, result.experiment_id, result.total, result.successful, result.failed
         )
+        self._store.append(stream, [completed], metadata=meta)
 
 
 def _interrupted(attempt: int, when: str) -> TraceFailed:

@@ -20,9 +20,9 @@ from eventstore.streams import (
     trace_stream,
 )
 from runner.config import ExperimentSettings
-from runner.errors import ReplayError
-from runner.experiment import PreparedExperiment, prepare_recorded
+from runner.errors import ConfigError, ReplayError
 from runner.plan import iter_slots, slot_key
+from runner.prepare import PreparedExperiment, prepare_recorded
 from runner.replay import RecordMode, ReplayBook, ReplaySource, SlotKey, build_books
 
 
@@ -87,6 +87,20 @@ def rebase(settings: ExperimentSettings, project_dir: Path) -> ExperimentSetting
     )
 
 
+def recorded_settings(started: ExperimentStarted, project_dir: Path | None) -> ExperimentSettings:
+    """The settings an experiment was recorded with, for its project where it is now:
+    moved under ``project_dir`` if given, else where it was (which must exist here)."""
+    settings = ExperimentSettings.model_validate(started.config)
+    if project_dir is not None:
+        return rebase(settings, project_dir)
+    if not Path(settings.project_dir).is_dir():
+        raise ConfigError(
+            f"the project of experiment {started.experiment_id} was at {settings.project_dir}, "
+            "which does not exist here; pass --project DIR where it is now"
+        )
+    return settings
+
+
 def prepare_replay(
     store: EventStore,
     experiment_id: str,
@@ -102,14 +116,7 @@ def prepare_replay(
     if mode is RecordMode.LIVE:
         raise ReplayError("a replay answers from the log: use --mode replay or replay-or-live")
     started = recorded_start(store, experiment_id)
-    settings = ExperimentSettings.model_validate(started.config)
-    if project_dir is not None:
-        settings = rebase(settings, project_dir)
-    elif not Path(settings.project_dir).is_dir():
-        raise ReplayError(
-            f"the project of experiment {experiment_id} was at {settings.project_dir}, which "
-            "does not exist here; pass --project DIR where it is now"
-        )
+    settings = recorded_settings(started, project_dir)
     settings = settings.model_copy(update={"name": f"{started.name}-replay"})
     plan = started.plan
     if slot is not None:

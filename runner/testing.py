@@ -32,7 +32,8 @@ from projections.report import load_report
 from projections.writers import write_report
 from runner.client_hook import record_default_clients
 from runner.config import Overrides, resolve_settings
-from runner.experiment import ExperimentResult, ExperimentRunner, prepare
+from runner.experiment import ExperimentResult, ExperimentRunner
+from runner.prepare import prepare
 from runner.replay import RecordMode
 
 

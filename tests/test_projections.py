@@ -19,7 +19,8 @@ from projections.errors import AsOfError
 from projections.report import ReportState, load_report, resolve_as_of, stream_report
 from projections.writers import write_report
 from runner.config import Overrides, resolve_settings
-from runner.experiment import ExperimentRunner, prepare
+from runner.experiment import ExperimentRunner
+from runner.prepare import prepare
 
 GOLDEN = Path(__file__).parent / "golden"
 EXP = "e1"
