@@ -656,6 +656,14 @@ class EventStore:
                 return
             after = page[-1][0]
 
+    def count(self, *, correlation_id: str, types: Sequence[str]) -> int:
+        """How many events of these types the experiment or session has."""
+        stmt = select(func.count()).where(
+            events.c.correlation_id == correlation_id, events.c.type.in_(list(types))
+        )
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
     def read_prefix(
         self, prefix: str, *, until: int | None = None, page_size: int = 2000
     ) -> Iterator[StoredEvent]:

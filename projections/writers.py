@@ -1,9 +1,13 @@
 """Writing a report to an experiment folder: every file replaced atomically.
 
 Each file is written to a temporary name in the same folder and renamed over the old one,
-so a reader never sees a half-written file; the ``transcripts/`` folder is built beside
-the old one and swapped in. Bytes depend only on the report: rows in plan order, keys in
-model order, nested documents as the store keeps them (sorted keys).
+so a reader never sees a half-written file. A new ``transcripts/`` folder is built beside
+and renamed into place; an existing one is brought up to date file by file (a transcript
+whose bytes did not change is left alone: a running experiment's folder is refreshed
+every few seconds, and creating thousands of files costs more than reading them).
+
+Bytes depend only on the report: rows in plan order, keys in model order, nested
+documents as the store keeps them (sorted keys).
 """
 
 from __future__ import annotations
@@ -100,31 +104,23 @@ def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     names = [f"trace_summary.{ext}"]
     if save_traces:
         names += [f"traces.{ext}", f"observations.{ext}"]
-    transcripts_new = folder / f".{TRANSCRIPTS}.tmp-{os.getpid()}"
-    shutil.rmtree(transcripts_new, ignore_errors=True)
-    transcripts_new.mkdir()
     acc = SummaryAccumulator()
-    try:
-        with ExitStack() as stack:
-            handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
-            files = [_RowFile(h, fmt) for h in handles]
-            for trace in report.traces:
-                acc.add(trace)
-                files[0].write(_summary_line(trace))
-                if save_traces:
-                    files[1].write(trace_row(trace).model_dump(mode="json"))
-                    for obs in observation_rows(trace):
-                        files[2].write(obs)
-                (transcripts_new / f"{trace.trace_id}.md").write_bytes(
-                    trace_transcript(report.experiment, trace).encode()
-                )
-                written.traces += 1
-            for f in files:
-                f.close()
-        _swap_folder(transcripts_new, folder / TRANSCRIPTS)
-    except BaseException:
-        shutil.rmtree(transcripts_new, ignore_errors=True)
-        raise
+    with _Transcripts(folder / TRANSCRIPTS) as transcripts, ExitStack() as stack:
+        handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
+        files = [_RowFile(h, fmt) for h in handles]
+        for trace in report.traces:
+            acc.add(trace)
+            files[0].write(_summary_line(trace))
+            if save_traces:
+                files[1].write(trace_row(trace).model_dump(mode="json"))
+                for obs in observation_rows(trace):
+                    files[2].write(obs)
+            transcripts.write(
+                f"{trace.trace_id}.md", trace_transcript(report.experiment, trace).encode()
+            )
+            written.traces += 1
+        for f in files:
+            f.close()
     with atomic_file(folder / CONFIG) as handle:
         handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
     write_summary(folder, report.experiment, acc)
@@ -139,10 +135,48 @@ def write_summary(folder: Path, experiment: ExperimentFold, acc: SummaryAccumula
         handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
 
 
-def _swap_folder(new: Path, target: Path) -> None:
-    """Put ``new`` where ``target`` is, replacing it (two renames; the old one removed)."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+class _Transcripts:
+    """Writes the transcripts folder: built aside and renamed into place when it is new;
+    updated in place when it exists (changed files replaced atomically, unchanged ones
+    left alone, ones no longer in the report removed)."""
+
+    def __init__(self, target: Path) -> None:
+        self._target = target
+        self._in_place = target.is_dir()
+        self._dir = (
+            target if self._in_place else target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        )
+        self._names: set[str] = set()
+
+    def __enter__(self) -> _Transcripts:
+        if not self._in_place:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir.mkdir()
+        return self
+
+    def write(self, name: str, content: bytes) -> None:
+        self._names.add(name)
+        path = self._dir / name
+        if not self._in_place:
+            path.write_bytes(content)
+            return
+        try:
+            if path.read_bytes() == content:
+                return
+        except OSError:
+            pass  # missing (or unreadable): write it
+        with atomic_file(path) as handle:
+            handle.write(content)
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is not None:
+            if not self._in_place:
+                shutil.rmtree(self._dir, ignore_errors=True)
+            return
+        if not self._in_place:
+            os.replace(self._dir, self._target)
+            return
+        with os.scandir(self._dir) as entries:
+            stale = [e.path for e in entries if e.name not in self._names]
+        for path in stale:
+            os.unlink(path)

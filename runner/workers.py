@@ -52,7 +52,7 @@ from runner.errors import ResumeError
 from runner.experiment import ExperimentListener, ExperimentResult, ExperimentRunner
 from runner.feeds import Assignment
 from runner.models import provider_keys
-from runner.outcomes import FINAL_TYPES, completed_event, final_outcome, finished_traces
+from runner.outcomes import FINAL_TYPES, completed_event, final_outcome
 from runner.plan import Slot, iter_slots
 from runner.prepare import PreparedExperiment, prepare_recorded
 from runner.replay import RecordMode, ReplaySource
@@ -101,7 +101,8 @@ class ClaimFeed:
         self._poll = poll_seconds
         self._batch = batch
         self._claimed: deque[tuple[int, int]] = deque()
-        self._claiming = asyncio.Lock()
+        """Claimed slots waiting for a free run."""
+        self._refill: asyncio.Task[None] | None = None
         self._quiet_until = 0.0
         """Until then, the last claim found nothing: waiting runs do not ask again."""
         self._exhausted = False
@@ -123,33 +124,43 @@ class ClaimFeed:
         self.close()
 
     async def take(self) -> Assignment | None:
-        """The next slot this worker runs, once claimed; None when every slot is done."""
+        """The next slot this worker runs, once claimed; None when every slot is done.
+        The next batch is claimed ahead, while the last few claimed slots start, so a run
+        that frees up seldom waits for the database."""
         while True:
-            if self._claimed:
-                number, claimed_before = self._claimed.popleft()
+            with self._lock:
+                head = self._claimed.popleft() if self._claimed else None
+                low = self._batch > 1 and len(self._claimed) * 2 < self._batch
+            if head is not None:
+                number, claimed_before = head
+                if low:
+                    self._refilling()
                 slot = self._slots[number]
                 return Assignment(
                     slot,
                     fence=partial(self._fence, slot) if claimed_before else None,
                     on_final=partial(self._final, slot),
                 )
-            async with self._claiming:  # one claim at a time per worker
-                if self._claimed:
-                    continue
-                remaining = None
-                if time.monotonic() >= self._quiet_until:
-                    claim = await asyncio.to_thread(self._claim)
-                    self._claimed.extend(claim.slots)
-                    remaining = claim.remaining
-                    if remaining is not None:
-                        self._quiet_until = time.monotonic() + self._poll
-            if self._claimed:
-                continue
-            if remaining == 0:
-                self._exhausted = True  # every slot is done: every waiting run stops
             if self._exhausted:
                 return None
-            await asyncio.sleep(self._poll)
+            await asyncio.shield(self._refilling())
+            if not self._claimed and not self._exhausted:
+                await asyncio.sleep(self._poll)
+
+    def _refilling(self) -> asyncio.Task[None]:
+        """The claim in flight, or a new one (one at a time per worker)."""
+        if self._refill is None or self._refill.done():
+            self._refill = asyncio.create_task(self._fetch())
+        return self._refill
+
+    async def _fetch(self) -> None:
+        if time.monotonic() < self._quiet_until:
+            return  # the last claim found nothing a moment ago
+        claim = await asyncio.to_thread(self._claim)
+        if claim.remaining is not None:
+            self._quiet_until = time.monotonic() + self._poll
+            if claim.remaining == 0:
+                self._exhausted = True  # every slot is done: every waiting run stops
 
     def _claim(self) -> Claim:
         with self._lock:
@@ -168,6 +179,7 @@ class ClaimFeed:
             raise
         with self._lock:
             self._held.update(number for number, _ in claim.slots)
+            self._claimed.extend(claim.slots)
         return claim
 
     def _fence(self, slot: Slot, started: TraceStarted, metadata: Mapping[str, Any]) -> int | None:
@@ -238,6 +250,10 @@ class ClaimFeed:
                     self._done.extend(done)
                 log.warning("renewing leases failed (will retry): %s", exc)
                 continue
+            with self._lock:
+                self._held.difference_update(lost)
+                kept = [item for item in self._claimed if item[0] not in lost]
+                self._claimed = deque(kept)
             for number in lost:
                 log.warning("slot %d: lease lost to another worker", number)
 
@@ -312,17 +328,21 @@ class LogProgress:
 
 
 def complete_if_done(store: EventStore, experiment_id: str, total: int) -> bool:
-    """Record ``ExperimentCompleted`` if every slot has its final event and nobody has yet;
-    True when the experiment is complete (by this call or before)."""
+    """Record ``ExperimentCompleted`` if every slot is done and nobody has yet; True when
+    the experiment is complete (by this call or before).
+
+    A slot is done on the board only once its final event is committed, and a shared
+    slot's trace has exactly one final event (the stream version fences off late
+    holders), so the runs that succeeded are the ``TraceCompleted`` events."""
     stream = experiment_stream(experiment_id)
+    board = SlotBoard(store)
     for _ in range(_TRIES):
         history = store.read_stream(stream)
         if any(ev.type == "ExperimentCompleted" for ev in history):
             return True
-        outcome = finished_traces(store, experiment_id)
-        if len(outcome) < total:
+        if board.counts(experiment_id).remaining:
             return False
-        successful = sum(outcome.values())
+        successful = store.count(correlation_id=experiment_id, types=["TraceCompleted"])
         event = completed_event(store, experiment_id, total, successful, total - successful)
         try:
             store.append(

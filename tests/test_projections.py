@@ -185,6 +185,19 @@ def test_report_files_match_the_golden_files(tmp_path: Path) -> None:
     assert produced == folder_bytes(GOLDEN)
 
 
+def test_rewriting_a_folder_touches_only_changed_transcripts(tmp_path: Path) -> None:
+    write_report(stream_report(*_by_stream(_events())), tmp_path)
+    transcripts = sorted((tmp_path / "transcripts").iterdir())
+    kept, edited = transcripts[0], transcripts[1]
+    inode = kept.stat().st_ino
+    edited.write_text("tampered")
+    (tmp_path / "transcripts" / "stale-trace.md").write_text("from an older report")
+    write_report(stream_report(*_by_stream(_events())), tmp_path)
+    assert folder_bytes(tmp_path) == folder_bytes(GOLDEN)
+    assert kept.stat().st_ino == inode, "an unchanged transcript is not rewritten"
+    assert not list(tmp_path.glob("transcripts/.*")), "no temporary files left behind"
+
+
 @st.composite
 def interleavings(draw: st.DrawFn) -> list[list[StoredEvent]]:
     """The golden events merged in a random order that keeps each stream in order, cut
