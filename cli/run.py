@@ -259,7 +259,7 @@ def experiment(
                         "--workers runs in processes that cannot ask about tool calls; "
                         "use --auto-approve-tools"
                     )
-                from runner.workers import LEASE_SECONDS
+                from runner.claims import LEASE_SECONDS
 
                 result = session.run_shared(
                     prepared,

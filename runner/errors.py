@@ -7,7 +7,8 @@ AgentLedgerError (eventstore.errors)
     ├── TargetError              the ``module:function`` target cannot be imported or called
     ├── ResumeError              an experiment cannot be resumed (unknown, finished, changed)
     ├── ModelConfigError         a model spec, sampling parameter or provider key is invalid
-    └── ReplayError              a replay cannot be set up (unknown experiment or trace, mode)
+    ├── ReplayError              a replay cannot be set up (unknown experiment or trace, mode)
+    └── WorkerError              a worker cannot join (unknown experiment, slots not shared)
 """
 
 from __future__ import annotations
@@ -41,3 +42,7 @@ class ModelConfigError(RunnerError):
 
 class ReplayError(RunnerError):
     """A replay cannot be set up as asked."""
+
+
+class WorkerError(RunnerError):
+    """A worker cannot join the experiment (unknown, or its slots are not shared)."""
