@@ -188,6 +188,7 @@ def experiment(
             "--supervisor-provider": supervisor_provider,
             "--supervisor-model": supervisor_model,
             "--supervisor-temperature": supervisor_temperature,
+            "--lease-seconds": lease_seconds,
         }
         clash = [flag for flag, value in given.items() if value is not None]
         if clash:
@@ -198,12 +199,12 @@ def experiment(
         raise UserError(
             "--resume continues with the experiment's own record mode; drop --record-mode"
         )
-    if lease_seconds is not None and workers is None and not resume:
+    if lease_seconds is not None and workers is None:
         raise UserError("--lease-seconds is the lease of worker processes; add --workers N")
     project_dir = find_project_dir(project, root, Path.cwd())
     with RecordedRun(state, project_dir) as session:
         if resume:
-            result = _resume(session, resume, parallel, workers, lease_seconds)
+            result = _resume(session, resume, parallel, workers)
         else:
             overrides = Overrides(
                 iterations=iterations,
@@ -320,11 +321,7 @@ class TerminalApprover:
 
 
 def _resume(
-    session: RecordedRun,
-    experiment: str,
-    parallel: int | None,
-    workers: int | None,
-    lease_seconds: float | None,
+    session: RecordedRun, experiment: str, parallel: int | None, workers: int | None
 ) -> ExperimentResult:
     """Go on with an unfinished experiment: in this process, or with workers if its slots
     are shared."""
@@ -334,8 +331,6 @@ def _resume(
 
     experiment_id = resolve_experiment(session.store, experiment).experiment_id
     started = recorded_start(session.store, experiment_id)
-    if lease_seconds is not None:
-        raise UserError("--resume keeps the experiment's recorded lease; drop --lease-seconds")
     if started.lease_seconds is not None:
         return session.resume_shared(experiment_id, workers or started.workers or 1, parallel)
     if workers is not None:

@@ -23,6 +23,7 @@ from cli.progress import ProgressDisplay
 @click.option(
     "--project",
     "project",
+    type=click.Path(exists=True, file_okay=False),
     metavar="DIR",
     help="Where the experiment's project is on this machine [default: where it was "
     "started, if that exists here].",
@@ -80,10 +81,11 @@ def worker(
             stop.set()
             watcher.join()
             display.close()
+    taken = f", {outcome.taken_over} taken over" if outcome.taken_over else ""
     refused = f", {outcome.rejected} refused (slot taken over)" if outcome.rejected else ""
     click.echo(
         f"Worker {outcome.owner}: {outcome.ran} runs (ok {outcome.successful}, "
-        f"failed {outcome.failed}){refused}"
+        f"failed {outcome.failed}){taken}{refused}"
     )
     if outcome.interrupted:
         click.echo("Interrupted: its unfinished slots are free for other workers.", err=True)

@@ -172,15 +172,20 @@ class WorkerResult:
 
     experiment_id: str
     owner: str
-    ran: int
-    """Runs finished here (refused results included)."""
     successful: int
     failed: int
     rejected: int
+    """Results refused because the slot had been taken over by another worker."""
     taken_over: int
+    """Slots this worker took over from one whose lease ran out."""
     interrupted: bool
     completed: bool
     """Whether the experiment is complete (not only this worker's part)."""
+
+    @property
+    def ran(self) -> int:
+        """Runs finished here (refused results included)."""
+        return self.successful + self.failed
 
 
 def prepare_worker(
@@ -236,7 +241,6 @@ def run_worker(
     return WorkerResult(
         experiment_id,
         feed.owner,
-        ran=result.successful + result.failed,
         successful=result.successful,
         failed=result.failed,
         rejected=feed.rejected,

@@ -269,6 +269,15 @@ def test_worker_and_workers_flags_refuse_bad_input(project: Path, tmp_path: Path
         "run", "experiment", "--resume", one, "--workers", "2", cwd=project, store=store_url
     )
     assert resume.returncode == 2 and "without --workers" in resume.stderr
+    lease_on_resume = agentledger(
+        "run", "experiment", "--resume", one, "--lease-seconds", "5", cwd=project, store=store_url
+    )
+    assert lease_on_resume.returncode == 2 and "drop --lease-seconds" in lease_on_resume.stderr
+    nowhere = agentledger(
+        "worker", one, "--project", str(tmp_path / "missing"), cwd=project, store=store_url
+    )
+    assert nowhere.returncode == 2 and "'--project'" in nowhere.stderr
+    assert "does not exist" in nowhere.stderr
 
 
 def test_worker_finds_a_moved_project_with_project_flag(project: Path, tmp_path: Path) -> None:
