@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -154,8 +156,8 @@ class _DriverSQL:
     multi_row = 500
     """Rows per multi-row INSERT on PostgreSQL (11 parameters each, under its 65,535 cap)."""
 
-    lock_head = ""
-    """PostgreSQL: take the append lock and read the head in one round trip."""
+    append = ""
+    """PostgreSQL: the whole append in one statement (migration 0003)."""
 
     def __init__(self, marker: str) -> None:
         m = self.marker = marker
@@ -175,13 +177,134 @@ class _DriverSQL:
         )
         self.row = f"({', '.join([m] * 11)})"
         if m == "%s":
-            self.lock_head = "SELECT * FROM agentledger_lock_head(%s, %s)"
+            # Arrays go as literals built by _text_array / _int_array.
+            self.append = (
+                "SELECT * FROM agentledger_append(%s, %s::text[], %s::integer[], %s::text[], "
+                "%s::text[], %s::text[], %s::integer[], %s::text[], %s::integer[], %s::text[], "
+                "%s::text[], %s::text[], %s::text[], %s)"
+            )
         self.page = (
             f"SELECT {_COLUMN_LIST} FROM events WHERE position > {m} ORDER BY position LIMIT {m}"
         )
 
 
 _SQL = {"sqlite": _DriverSQL("?"), "postgresql": _DriverSQL("%s")}
+
+_APPEND_ATTEMPTS = 50
+"""PostgreSQL: how often an append is hashed again after its streams moved under it."""
+
+
+class _Prepared(NamedTuple):
+    """One request of an append, encoded and redacted, waiting for its stream heads."""
+
+    request: AppendRequest
+    correlation_id: str | None
+    metadata_json: str
+    events: list[tuple[str, str, int, str]]
+    """(event_id, type, schema_version, data JSON) per event."""
+
+
+def _chain(
+    prepared: Sequence[_Prepared],
+    heads: Mapping[str, tuple[int, str]],
+    first_position: int,
+    recorded_at: str,
+) -> tuple[list[tuple[Any, ...]], list[AppendResult]]:
+    """Number and hash an append's events from the streams' ``heads`` (version, hash),
+    checking each request's expected version. Returns the rows and the results."""
+    heads = dict(heads)
+    rows: list[tuple[Any, ...]] = []
+    results = []
+    position = first_position - 1
+    for request, correlation_id, metadata_json, events_json in prepared:
+        stream_id = request.stream_id
+        version, prev_hash = heads[stream_id]
+        expected = request.expected_version
+        if expected != ANY_VERSION and expected != version:
+            raise ConcurrencyError(stream_id, expected, version)
+        start = position + 1
+        for event_id, event_type, schema_version, data_json in events_json:
+            position += 1
+            version += 1
+            prev_hash = chain_hash(
+                prev_hash,
+                event_id,
+                stream_id,
+                event_type,
+                schema_version,
+                recorded_at,
+                data_json,
+                metadata_json,
+            )
+            rows.append(
+                (
+                    position,
+                    event_id,
+                    stream_id,
+                    version,
+                    event_type,
+                    schema_version,
+                    correlation_id,
+                    data_json,
+                    metadata_json,
+                    recorded_at,
+                    prev_hash,
+                )
+            )
+        heads[stream_id] = (version, prev_hash)
+        results.append(AppendResult(stream_id, start, position, version, prev_hash))
+    return rows, results
+
+
+def _text_array(values: Iterable[str | None]) -> str:
+    """A PostgreSQL text[] literal: quoting with two C-level replaces per element is ten
+    times cheaper than the driver's own array adaptation, which matters for every append."""
+    return (
+        "{"
+        + ",".join(
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+        + "}"
+    )
+
+
+def _int_array(values: Iterable[int]) -> str:
+    """A PostgreSQL integer[] literal."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _raise_if_duplicate(exc: Exception, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Turn a unique violation on insert into the store's own error for it."""
+    detail = str(exc).lower()
+    if not rows or ("unique" not in detail and "duplicate" not in detail):
+        return
+    if "event_id" in detail:
+        message = "an event with the same event_id is already in the store"
+        raise EventValidationError(message) from exc
+    stream, version = rows[0][2], rows[0][3]
+    raise ConcurrencyError(stream, version - 1, -1) from exc
+
+
+class _HeadCache:
+    """The last (version, hash) this process appended to each of its most recent streams:
+    hints for the next append, which the database checks."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, stream_id: str) -> tuple[int, str] | None:
+        with self._lock:
+            return self._heads.get(stream_id)
+
+    def put(self, stream_id: str, head: tuple[int, str]) -> None:
+        with self._lock:
+            self._heads[stream_id] = head
+            self._heads.move_to_end(stream_id)
+            if len(self._heads) > self._size:
+                self._heads.popitem(last=False)
 
 
 def _forget_connections(engine_ref: weakref.ref[Engine]) -> None:
@@ -200,6 +323,7 @@ class EventStore:
         engine_ref = weakref.ref(engine)
         os.register_at_fork(after_in_child=lambda: _forget_connections(engine_ref))
         self._sql = _SQL[location.backend]
+        self._heads = _HeadCache()
         self.redactor = redactor or Redactor()
         self._base_metadata = {
             "host": socket.gethostname(),
@@ -340,10 +464,10 @@ class EventStore:
 
     @contextmanager
     def _raw_write(self) -> Iterator[Any]:
-        """The append transaction on a pooled driver connection: the store's hot path.
+        """A write transaction on a pooled driver connection: SQLite's append path.
 
-        SQLite: ``BEGIN IMMEDIATE`` takes the single writer lock up front. PostgreSQL: the
-        caller's first statement takes the append advisory lock (``agentledger_lock_head``).
+        SQLite: ``BEGIN IMMEDIATE`` takes the single writer lock up front. PostgreSQL (import
+        only): the caller takes the append advisory lock.
         """
         try:
             raw = self._engine.raw_connection()
@@ -365,6 +489,32 @@ class EventStore:
             raise
         finally:
             cursor.close()
+            raw.close()
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[Any]:
+        """A pooled PostgreSQL driver cursor whose statements each commit on their own."""
+        try:
+            raw = self._engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.location, "write to") from exc
+        driver = raw.driver_connection
+        cursor = None
+        try:
+            driver.autocommit = True  # type: ignore[union-attr]
+            cursor = raw.cursor()
+            yield cursor
+        except Exception as exc:
+            if isinstance(exc, self._driver_errors):
+                raise translate_error(exc, self.location, "write to") from exc
+            raise
+        finally:
+            if cursor is not None:
+                cursor.close()
+            try:
+                driver.autocommit = False  # type: ignore[union-attr]
+            except self._driver_errors:
+                raw.invalidate()
             raw.close()
 
     @property
@@ -405,65 +555,99 @@ class EventStore:
                     new_event_ids(len(request.payloads)), request.payloads, strict=True
                 )
             ]
-            prepared.append((request, meta.get("correlation_id"), self._encode(meta), events_json))
-        results = []
-        rows: list[tuple[Any, ...]] = []
-        heads: dict[str, tuple[int, str]] = {}
+            prepared.append(
+                _Prepared(request, meta.get("correlation_id"), self._encode(meta), events_json)
+            )
+        if self.backend == "postgresql":
+            return self._append_postgres(prepared, recorded_at)
         with self._raw_write() as cursor:
-            position: int | None = None
-            for request, correlation_id, metadata_json, events_json in prepared:
-                stream_id = request.stream_id
-                if stream_id in heads:
-                    version, prev_hash = heads[stream_id]
-                else:
-                    if self.backend == "postgresql":
-                        cursor.execute(self._sql.lock_head, (_APPEND_LOCK_KEY, stream_id))
-                    else:
-                        cursor.execute(self._sql.head_and_max, (stream_id,))
-                    max_position, head_version, head_hash = cursor.fetchone() or (0, None, None)
-                    if position is None:
-                        position = max_position
-                    version = head_version or 0
-                    prev_hash = head_hash or GENESIS_HASH
-                expected = request.expected_version
-                if expected != ANY_VERSION and expected != version:
-                    raise ConcurrencyError(stream_id, expected, version)
-                assert position is not None
-                first_position = position + 1
-                for event_id, event_type, schema_version, data_json in events_json:
-                    position += 1
-                    version += 1
-                    prev_hash = chain_hash(
-                        prev_hash,
-                        event_id,
-                        stream_id,
-                        event_type,
-                        schema_version,
-                        recorded_at,
-                        data_json,
-                        metadata_json,
-                    )
-                    rows.append(
-                        (
-                            position,
-                            event_id,
-                            stream_id,
-                            version,
-                            event_type,
-                            schema_version,
-                            correlation_id,
-                            data_json,
-                            metadata_json,
-                            recorded_at,
-                            prev_hash,
-                        )
-                    )
-                heads[stream_id] = (version, prev_hash)
-                results.append(
-                    AppendResult(stream_id, first_position, position, version, prev_hash)
-                )
+            heads: dict[str, tuple[int, str]] = {}
+            max_position = 0
+            for item in prepared:
+                stream_id = item.request.stream_id
+                if stream_id not in heads:
+                    cursor.execute(self._sql.head_and_max, (stream_id,))
+                    max_position, version, head_hash = cursor.fetchone() or (0, None, None)
+                    heads[stream_id] = (version or 0, head_hash or GENESIS_HASH)
+            rows, results = _chain(prepared, heads, max_position + 1, recorded_at)
             self._insert(cursor, rows)
         return results
+
+    def _append_postgres(self, prepared: list[_Prepared], recorded_at: str) -> list[AppendResult]:
+        """One statement per append: ``agentledger_append`` locks, checks the heads this
+        chain was hashed from, numbers and inserts the rows, and commits on its own.
+
+        Heads come from what this process appended last (a bounded cache) or, for a stream
+        it has not seen, are assumed new; the function refuses a wrong guess and returns
+        the actual heads, and the append is hashed again from those.
+        """
+        streams: dict[str, int] = {}
+        for item in prepared:
+            streams.setdefault(item.request.stream_id, item.request.expected_version)
+        heads: dict[str, tuple[int, str]] = {}
+        unknown = []
+        for stream_id, expected in streams.items():
+            head = self._heads.get(stream_id)
+            if head is None and expected in (ANY_VERSION, NO_STREAM):
+                head = (0, GENESIS_HASH)
+            if head is None or expected not in (ANY_VERSION, head[0]):
+                unknown.append(stream_id)
+            else:
+                heads[stream_id] = head
+        verified = not heads
+        with self._autocommit() as cursor:
+            for stream_id in unknown:
+                cursor.execute(self._sql.head, (stream_id,))
+                heads[stream_id] = cursor.fetchone() or (0, GENESIS_HASH)
+            for _attempt in range(_APPEND_ATTEMPTS):
+                try:
+                    rows, results = _chain(prepared, heads, 1, recorded_at)
+                except ConcurrencyError:
+                    if verified:
+                        raise
+                    rows = []  # a guessed head may be stale: ask the server below
+                versions, hashes = zip(*heads.values(), strict=True)
+                if not rows:  # a head that can never match: the answer is the actual heads
+                    versions, hashes = (-1,) * len(heads), (None,) * len(heads)
+                columns = list(zip(*rows, strict=True)) or [()] * 11
+                arguments = (
+                    _APPEND_LOCK_KEY,
+                    _text_array(heads),
+                    _int_array(versions),
+                    _text_array(hashes),
+                    *(_text_array(columns[i]) for i in (1, 2)),
+                    _int_array(columns[3]),
+                    _text_array(columns[4]),
+                    _int_array(columns[5]),
+                    *(_text_array(columns[i]) for i in (6, 7, 8, 10)),
+                    recorded_at,
+                )
+                try:
+                    cursor.execute(self._sql.append, arguments)
+                except self._driver_errors as exc:
+                    _raise_if_duplicate(exc, rows)
+                    raise
+                answer = cursor.fetchall()
+                if rows and answer[0][0] is not None:
+                    shift = answer[0][0] - 1
+                    for result in results:
+                        self._heads.put(result.stream_id, (result.version, result.hash))
+                    return [
+                        AppendResult(
+                            r.stream_id,
+                            r.first_position + shift,
+                            r.last_position + shift,
+                            r.version,
+                            r.hash,
+                        )
+                        for r in results
+                    ]
+                heads = {stream_id: (version, hash_) for _, stream_id, version, hash_ in answer}
+                verified = True
+        raise StoreError(
+            f"streams {', '.join(streams)} kept changing under {_APPEND_ATTEMPTS} append "
+            "attempts; append with an expected version or retry later"
+        )
 
     def _encode(self, document: Any) -> str:
         """Canonical JSON with secrets masked: the single redaction point of every write."""
@@ -490,15 +674,8 @@ class EventStore:
             else:
                 cursor.executemany(sql.insert + sql.row, rows)
         except Exception as exc:
-            detail = str(exc).lower()
-            if "unique" not in detail and "duplicate" not in detail:
-                raise
-            if "event_id" in detail:
-                raise EventValidationError(
-                    "an event with the same event_id is already in the store"
-                ) from exc
-            stream, version = rows[0][2], rows[0][3]
-            raise ConcurrencyError(stream, version - 1, -1) from exc
+            _raise_if_duplicate(exc, rows)
+            raise
 
     def _head(self, conn: Connection, stream_id: str) -> tuple[int, str]:
         row = conn.exec_driver_sql(self._sql.head, (stream_id,)).first()

@@ -130,11 +130,11 @@ def test_import_of_a_corrupt_line_names_file_and_line(
 def test_db_upgrade_then_current_reports_head(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     assert run(runner, "db", "upgrade", store=path).output == (
-        f"{path}: upgraded empty -> 0002 (head)\n"
+        f"{path}: upgraded empty -> 0003 (head)\n"
     )
-    assert run(runner, "db", "current", store=path).output == "0002 (head)\n"
+    assert run(runner, "db", "current", store=path).output == "0003 (head)\n"
     assert run(runner, "db", "upgrade", store=path).output == (
-        f"{path}: already at revision 0002 (head)\n"
+        f"{path}: already at revision 0003 (head)\n"
     )
 
 

@@ -44,6 +44,7 @@ def test_wheel_contains_every_package_and_the_migrations(wheel: Path) -> None:
     assert "migrations/env.py" in names
     assert "migrations/versions/0001_event_log.py" in names
     assert "migrations/versions/0002_slots.py" in names
+    assert "migrations/versions/0003_append_function.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
@@ -90,4 +91,4 @@ def test_installed_wheel_runs_outside_the_source_tree(wheel: Path, tmp_path: Pat
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{work / 'l.db'}: upgraded empty -> 0002 (head)\n"
+    assert result.stdout == f"{work / 'l.db'}: upgraded empty -> 0003 (head)\n"

@@ -6,12 +6,16 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
 from eventstore import NO_STREAM, ConcurrencyError, EventStore, SchemaTooNewError
 from eventstore.engine import parse_store_url
 from eventstore.errors import EventValidationError
+from eventstore.integrity import verify
 from eventstore.payloads import ObservationRecorded, Payload, TraceStarted, register, upcaster
+from eventstore.store import AppendRequest
 
 
 def started(n: int = 0, **extra: object) -> TraceStarted:
@@ -80,6 +84,56 @@ def test_concurrent_appends_expecting_same_version_let_exactly_one_win(store: Ev
         t.join()
     assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
     assert [e.stream_version for e in store.read_stream("trace-a")] == [1, 2]
+
+
+def test_appends_from_two_stores_to_one_stream_keep_one_chain(
+    store_url: str, store: EventStore
+) -> None:
+    # Each store remembers the heads it wrote last; another writer makes them stale, and
+    # every such append must still land on the real head, or fail on a real conflict.
+    other = EventStore.open(store_url)
+    try:
+        store.append("trace-a", [started(0)])
+        other.append("trace-a", [observation(1)])  # assumed a new stream: wrong
+        store.append("trace-a", [observation(2)])  # remembers version 1: stale
+        store.append("trace-a", [observation(3)], expected_version=3)
+        other.append("trace-a", [observation(4)], expected_version=4)  # remembers 2
+        with pytest.raises(ConcurrencyError, match="at version 5, append expected version 4"):
+            store.append("trace-a", [observation(5)], expected_version=4)
+        store.append("trace-a", [observation(5)])
+        other.append_batch(  # remembers 5, the stream is at 6
+            [
+                AppendRequest("trace-a", [observation(6)]),
+                AppendRequest("trace-a", [observation(7)], expected_version=7),
+            ]
+        )
+        with pytest.raises(ConcurrencyError, match="at version 8, append expected version 0"):
+            other.append("trace-a", [observation(8)], expected_version=NO_STREAM)
+    finally:
+        other.close()
+    events = store.read_stream("trace-a")
+    assert [e.stream_version for e in events] == list(range(1, 9))
+    assert [e.position for e in events] == list(range(1, 9))
+    assert [e.data.get("observation_id") for e in events[1:]] == [f"o{n}" for n in range(1, 8)]
+    assert verify(store).ok
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00")))
+@example(value='q"uo\\te {a,b} NULL \u00e9\U0001f600 \x1f')
+def test_any_text_is_stored_exactly(store: EventStore, value: str) -> None:
+    # Quotes, backslashes, braces, commas, "NULL", control characters and non-ASCII must
+    # come back byte for byte, and hash the same as when they were written.
+    stream = f"misc-{value[:20]}"
+    written = store.append(stream, [_Renamed(text=value)], metadata={"correlation_id": value})
+    [event] = store.read_stream(stream)[-1:]
+    assert event.data == {"text": value}
+    assert event.metadata["correlation_id"] == value
+    assert event.stream_id == stream
+    assert event.hash == written.hash
+    assert verify(store).ok
 
 
 def test_append_of_nothing_is_refused(store: EventStore) -> None:
@@ -167,6 +221,31 @@ def test_store_migrates_itself_to_head_on_first_use(store: EventStore) -> None:
     import migrations
 
     assert store.schema_revision() == migrations.head_revision()
+
+
+def test_store_at_an_older_revision_upgrades_and_keeps_appending(
+    store_url: str, store: EventStore
+) -> None:
+    from alembic import command
+
+    import migrations
+
+    store.append("trace-a", [started(0)])
+    engine = raw_engine(store)
+    with engine.begin() as conn:
+        command.downgrade(migrations._config(conn), "0002")
+    engine.dispose()
+    store.close()
+    with pytest.raises(Exception, match="run `agentledger db upgrade`"):
+        EventStore.open(store_url, schema="require")
+    reopened = EventStore.open(store_url)
+    try:
+        assert reopened.schema_revision() == migrations.head_revision()
+        reopened.append("trace-a", [observation(1)], expected_version=1)
+        assert [e.stream_version for e in reopened.read_stream("trace-a")] == [1, 2]
+        assert verify(reopened).ok
+    finally:
+        reopened.close()
 
 
 def test_store_with_newer_schema_is_refused(store_url: str, store: EventStore) -> None:
