@@ -193,6 +193,7 @@ def bench_postgres(rounds: int, count: int) -> float | None:
             seconds = timed(lambda store=store: store_append(store, items, BATCH))
             store.close()
             rates.append(count / seconds)
+            print(f"PostgreSQL round {len(rates)}: {rates[-1]:,.0f} ev/s", flush=True)
     finally:
         cluster.stop()
     return median(rates)
