@@ -12,6 +12,7 @@ around it, so the report names what happened, not only where:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +21,7 @@ import orjson
 
 from eventstore.envelope import GENESIS_HASH
 from eventstore.store import EventStore, RawEvent
+from eventstore.streams import experiment_traces_prefix
 
 ProblemKind = Literal["modified", "deleted", "inserted", "reordered"]
 
@@ -140,46 +142,126 @@ def _classify_break(stream: list[RawEvent], index: int, hashes: list[str]) -> In
     )
 
 
+def seal_digest(heads: Iterable[tuple[str, int, str]]) -> tuple[int, str]:
+    """(how many, SHA-256) over trace stream heads given in stream id order: the seal an
+    ``ExperimentCompleted`` records and verify recomputes."""
+    digest = hashlib.sha256()
+    count = 0
+    for stream_id, version, head_hash in heads:
+        digest.update(f"{stream_id}\x1f{version}\x1f{head_hash}\n".encode())
+        count += 1
+    return count, digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """What verify keeps of each stream: its head, and what a seal check needs."""
+
+    version: int
+    hash: str
+    final: bool
+    """The last event ends a trace for good (TraceCompleted, or a TraceFailed that is not
+    an interruption): every trace of a completed experiment ends so."""
+    last_position: int
+
+
+def _tail(stream: list[RawEvent]) -> _Tail:
+    last = stream[-1]
+    final = last.type == "TraceCompleted" or (
+        last.type == "TraceFailed" and orjson.loads(last.data_json).get("reason") != "interrupted"
+    )
+    return _Tail(last.stream_version, last.hash, final, max(event.position for event in stream))
+
+
 def verify(store: EventStore, correlation_id: str | None = None) -> VerificationReport:
     """Check every stream chain (of one experiment or session, when given) and every seal."""
     report = VerificationReport()
-    heads: dict[str, tuple[int, str]] = {}
-    seals: list[tuple[RawEvent, dict[str, dict[str, Any]]]] = []
+    tails: dict[str, _Tail] = {}
+    completions: list[tuple[RawEvent, dict[str, Any]]] = []
     for stream in _group_streams(store.read_streams_raw(correlation_id)):
         report.streams += 1
         report.events += len(stream)
         problem = check_stream(stream)
         if problem is not None:
             report.problems.append(problem)
-        heads[stream[0].stream_id] = (stream[-1].stream_version, stream[-1].hash)
+        tails[stream[0].stream_id] = _tail(stream)
         for event in stream:
             if event.type == "ExperimentCompleted":
-                sealed = orjson.loads(event.data_json).get("seals") or {}
-                seals.append((event, sealed))
-    for completion, sealed in seals:
-        for stream_id, seal in sorted(sealed.items()):
+                completions.append((event, orjson.loads(event.data_json)))
+    for completion, data in completions:
+        if data.get("seal") is not None:
             report.seals += 1
-            version = int(seal["version"])
-            head = heads.get(stream_id)
+            report.problems += _check_seal(completion, data, tails)
+        for stream_id, seal in sorted((data.get("seals") or {}).items()):
+            report.seals += 1
+            head = tails.get(stream_id)
             if head is None and correlation_id is not None:
-                head = store.stream_head(stream_id)
-            version_now, hash_now = head or (0, GENESIS_HASH)
-            if (version_now, hash_now) == (version, seal.get("hash")):
-                continue
-            if version_now < version:
-                kind: ProblemKind = "deleted"
-                detail = (
-                    f"sealed at version {version} by {completion.event_id}, "
-                    f"now ends at version {version_now}"
-                )
-            elif version_now > version:
-                kind = "inserted"
-                detail = f"grew to version {version_now} after being sealed at version {version}"
+                version_now, hash_now = store.stream_head(stream_id)
             else:
-                kind = "modified"
-                detail = "last event differs from the one sealed at completion"
-            report.problems.append(
-                IntegrityProblem(kind, stream_id, None, max(version, version_now), None, detail)
-            )
+                version_now, hash_now = (head.version, head.hash) if head else (0, GENESIS_HASH)
+            problem = _check_trace_seal(completion, stream_id, seal, version_now, hash_now)
+            if problem is not None:
+                report.problems.append(problem)
     report.problems.sort(key=lambda p: (p.position is None, p.position or 0, p.stream_id))
     return report
+
+
+def _check_seal(
+    completion: RawEvent, data: dict[str, Any], tails: dict[str, _Tail]
+) -> list[IntegrityProblem]:
+    """Problems with a digest seal: the traces that explain a mismatch, if it mismatches."""
+    prefix = experiment_traces_prefix(str(data.get("experiment_id")))
+    traces = sorted(s for s in tails if s.startswith(prefix))
+    count, digest = seal_digest((s, tails[s].version, tails[s].hash) for s in traces)
+    sealed = int(data.get("sealed_traces") or 0)
+    if (count, digest) == (sealed, data["seal"]):
+        return []
+    by = f"the seal of {completion.stream_id} (event {completion.event_id})"
+    problems = []
+    for stream_id in traces:
+        tail = tails[stream_id]
+        if tail.last_position > completion.position:
+            detail = f"grew after {by}: its last event is at position {tail.last_position}"
+            problems.append(
+                IntegrityProblem("inserted", stream_id, None, tail.version, None, detail)
+            )
+        elif not tail.final:
+            detail = (
+                f"lost its tail after {by}: it ends at version {tail.version} without a "
+                "final TraceCompleted or TraceFailed"
+            )
+            problems.append(
+                IntegrityProblem("deleted", stream_id, None, tail.version, None, detail)
+            )
+    if count < sealed:
+        detail = f"{sealed - count} of the {sealed} trace streams it sealed are gone"
+        problems.append(_problem("deleted", completion, detail))
+    if not problems:
+        detail = (
+            f"the heads of the experiment's {count} trace streams no longer match its seal "
+            f"({sealed} sealed): a trace was rewritten or added after completion"
+        )
+        problems.append(_problem("modified", completion, detail))
+    return problems
+
+
+def _check_trace_seal(
+    completion: RawEvent, stream_id: str, seal: dict[str, Any], version_now: int, hash_now: str
+) -> IntegrityProblem | None:
+    """A problem with one entry of a per-trace seal (completions recorded before digests)."""
+    version = int(seal["version"])
+    if (version_now, hash_now) == (version, seal.get("hash")):
+        return None
+    if version_now < version:
+        kind: ProblemKind = "deleted"
+        detail = (
+            f"sealed at version {version} by {completion.event_id}, "
+            f"now ends at version {version_now}"
+        )
+    elif version_now > version:
+        kind = "inserted"
+        detail = f"grew to version {version_now} after being sealed at version {version}"
+    else:
+        kind = "modified"
+        detail = "last event differs from the one sealed at completion"
+    return IntegrityProblem(kind, stream_id, None, max(version, version_now), None, detail)

@@ -161,8 +161,15 @@ class ExperimentCompleted(Payload):
     total_traces: int
     successful: int
     failed: int
+    sealed_traces: int | None = None
+    """How many trace streams ``seal`` covers."""
+    seal: str | None = None
+    """SHA-256 over the head (stream id, version, hash of its last event) of every trace
+    stream of the experiment at completion, in stream order; verify recomputes it."""
     seals: dict[str, TraceSeal] = Field(default_factory=dict)
-    """Trace stream id -> its head when the experiment completed; verify checks them."""
+    """Trace stream id -> its head: how completions were sealed before ``seal`` (one entry
+    per trace made the event, and the memory to build it, grow with the experiment).
+    Still verified where present."""
 
 
 @register

@@ -919,23 +919,48 @@ class EventStore:
     ) -> dict[str, tuple[int, str]]:
         """(version, hash) of the last event of every stream starting with ``prefix``
         (and belonging to ``correlation_id``, when given), by stream id."""
-        latest = (
-            select(events.c.stream_id, func.max(events.c.stream_version).label("version"))
-            .where(events.c.stream_id.startswith(prefix))
-            .group_by(events.c.stream_id)
-        )
-        if correlation_id is not None:
-            latest = latest.where(events.c.correlation_id == correlation_id)
-        sub = latest.subquery()
-        stmt = select(events.c.stream_id, events.c.stream_version, events.c.hash).join(
-            sub,
-            and_(
-                events.c.stream_id == sub.c.stream_id,
-                events.c.stream_version == sub.c.version,
-            ),
-        )
-        with self._read() as conn:
-            return {row[0]: (row[1], row[2]) for row in conn.execute(stmt)}
+        return {s: (v, h) for s, v, h in self.iter_stream_heads(prefix, correlation_id)}
+
+    def iter_stream_heads(
+        self, prefix: str, correlation_id: str | None = None, page_size: int = 2000
+    ) -> Iterator[tuple[str, int, str]]:
+        """(stream id, version, hash) of the last event of every stream starting with
+        ``prefix`` (and belonging to ``correlation_id``), in stream id order, in keyset
+        pages: flat memory however many streams match."""
+        if not prefix:
+            raise ValueError("iter_stream_heads needs a non-empty prefix")
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        after = ""
+        while True:
+            latest = (
+                select(events.c.stream_id, func.max(events.c.stream_version).label("version"))
+                .where(events.c.stream_id >= max(prefix, after), events.c.stream_id < upper)
+                .group_by(events.c.stream_id)
+                .order_by(events.c.stream_id)
+                .limit(page_size)
+            )
+            if after:
+                latest = latest.where(events.c.stream_id > after)
+            if correlation_id is not None:
+                latest = latest.where(events.c.correlation_id == correlation_id)
+            sub = latest.subquery()
+            stmt = (
+                select(events.c.stream_id, events.c.stream_version, events.c.hash)
+                .join(
+                    sub,
+                    and_(
+                        events.c.stream_id == sub.c.stream_id,
+                        events.c.stream_version == sub.c.version,
+                    ),
+                )
+                .order_by(events.c.stream_id)
+            )
+            with self._read() as conn:
+                page = [(row[0], row[1], row[2]) for row in conn.execute(stmt)]
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
 
     def last_position(self) -> int:
         """The highest position in the store (0 when empty)."""

@@ -155,11 +155,11 @@ class _Transcripts:
         return self
 
     def write(self, name: str, content: bytes) -> None:
-        self._names.add(name)
         path = self._dir / name
         if not self._in_place:
             path.write_bytes(content)
             return
+        self._names.add(name)  # only an update in place has stale files to find
         try:
             if path.read_bytes() == content:
                 return

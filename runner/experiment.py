@@ -1,7 +1,7 @@
 """Running an experiment: every slot of the plan executed, bounded in parallel, recorded.
 
 The experiment stream gets ``ExperimentStarted`` (settings snapshot and plan) before any
-run and ``ExperimentCompleted`` (with the seals of its traces) or ``ExperimentInterrupted``
+run and ``ExperimentCompleted`` (sealing its traces' heads) or ``ExperimentInterrupted``
 after. Each slot's trace stream gets ``TraceStarted``, its observations, a
 ``TraceAttemptFailed`` per retried attempt, and ``TraceCompleted`` or ``TraceFailed``.
 Sync targets run on a thread pool, async ones on the event loop; at most ``parallel``

@@ -5,22 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from eventstore.payloads import ExperimentCompleted, TraceSeal
+from eventstore.integrity import seal_digest
+from eventstore.payloads import ExperimentCompleted
 from eventstore.store import EventStore
-from eventstore.streams import TRACE_PREFIX
+from eventstore.streams import TRACE_PREFIX, experiment_traces_prefix
 
 
 def completed_event(
     store: EventStore, experiment_id: str, total: int, successful: int, failed: int
 ) -> ExperimentCompleted:
-    """``ExperimentCompleted`` sealing the heads of the experiment's trace streams."""
-    heads = store.stream_heads(TRACE_PREFIX, experiment_id)
+    """``ExperimentCompleted`` sealing the heads of the experiment's trace streams (a
+    digest, read in pages: flat memory at any size)."""
+    count, digest = seal_digest(store.iter_stream_heads(experiment_traces_prefix(experiment_id)))
     return ExperimentCompleted(
         experiment_id=experiment_id,
         total_traces=total,
         successful=successful,
         failed=failed,
-        seals={s: TraceSeal(version=v, hash=h) for s, (v, h) in sorted(heads.items())},
+        sealed_traces=count,
+        seal=digest,
     )
 
 

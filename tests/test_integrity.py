@@ -153,3 +153,111 @@ def test_problems_are_reported_per_stream_first_position_first(filled: EventStor
     )
     problems = verify(filled).problems
     assert [p.stream_id for p in problems] == ["trace-b", "trace-a"]
+
+
+# --- experiment seals: what completion sealed must still be there -----------------------
+
+EXP = "e1"
+
+
+@pytest.fixture
+def sealed(store: EventStore) -> EventStore:
+    """An experiment of two finished traces, completed (and so sealed)."""
+    from eventstore.payloads import TraceCompleted, TraceFailed, TraceStarted
+    from runner.outcomes import completed_event
+
+    meta = {"correlation_id": EXP}
+    for slot, final in (
+        (1, TraceCompleted(duration_ms=1.0)),
+        (2, TraceFailed(error_type="E", error_message="boom", duration_ms=1.0)),
+    ):
+        started = TraceStarted(
+            trace_id=f"{EXP}-{slot}", slot=slot, input_index=0, iteration=0, input="x"
+        )
+        store.append(f"trace-{EXP}-{slot}", [started, obs(slot), final], metadata=meta)
+    store.append(f"experiment-{EXP}", [completed_event(store, EXP, 2, 1, 1)], metadata=meta)
+    return store
+
+
+def seal_problems(store: EventStore) -> list[tuple[str, str, str]]:
+    report = verify(store)
+    return [(p.kind, p.stream_id, p.detail) for p in report.problems]
+
+
+def test_a_completed_experiment_is_sealed_once_and_verifies(sealed: EventStore) -> None:
+    report = verify(sealed)
+    assert (report.ok, report.seals, report.streams) == (True, 1, 3)
+    [completion] = sealed.read_stream(f"experiment-{EXP}")
+    assert completion.data["sealed_traces"] == 2
+    assert completion.data["seals"] == {}
+
+
+def test_a_sealed_trace_that_lost_its_final_event_is_named(sealed: EventStore) -> None:
+    position, _ = event_at(sealed, f"trace-{EXP}-1", 3)
+    edit(sealed, f"DELETE FROM events WHERE position = {position}")
+    [(kind, stream, detail)] = seal_problems(sealed)
+    assert (kind, stream) == ("deleted", f"trace-{EXP}-1")
+    assert "lost its tail after the seal of experiment-e1" in detail
+    assert "ends at version 2 without a final TraceCompleted or TraceFailed" in detail
+
+
+def test_a_sealed_trace_that_grew_after_completion_is_named(sealed: EventStore) -> None:
+    sealed.append(f"trace-{EXP}-2", [obs(9)], metadata={"correlation_id": EXP})
+    [(kind, stream, detail)] = seal_problems(sealed)
+    assert (kind, stream) == ("inserted", f"trace-{EXP}-2")
+    assert "grew after the seal of experiment-e1" in detail
+
+
+def test_a_sealed_trace_stream_deleted_whole_is_counted(sealed: EventStore) -> None:
+    edit(sealed, f"DELETE FROM events WHERE stream_id = 'trace-{EXP}-2'")
+    [(kind, stream, detail)] = seal_problems(sealed)
+    assert (kind, stream) == ("deleted", f"experiment-{EXP}")
+    assert detail == "1 of the 2 trace streams it sealed are gone"
+
+
+def test_a_sealed_trace_rewritten_with_recomputed_hashes_breaks_the_seal(
+    sealed: EventStore,
+) -> None:
+    from eventstore.envelope import chain_hash
+
+    v2, v3 = sealed.read_stream(f"trace-{EXP}-1")[1:3]
+    data = (
+        '{"attempts":1,"conversation_state":null,"duration_ms":99.0,"output":"forged",'
+        '"termination_reason":null,"turn_count":1}'
+    )
+    raw = next(e for e in sealed.read_raw() if e.event_id == v3.event_id)
+    forged = chain_hash(
+        v2.hash, v3.event_id, v3.stream_id, v3.type, 1, v3.recorded_at, data, raw.metadata_json
+    )
+    edit(
+        sealed,
+        (
+            "UPDATE events SET data = :data, hash = :hash WHERE event_id = :id",
+            {"data": data, "hash": forged, "id": v3.event_id},
+        ),
+    )
+    [(kind, stream, detail)] = seal_problems(sealed)
+    assert (kind, stream) == ("modified", f"experiment-{EXP}")
+    assert "no longer match its seal (2 sealed)" in detail
+
+
+def test_completions_sealed_per_trace_before_digests_are_still_checked(
+    store: EventStore,
+) -> None:
+    from eventstore.payloads import ExperimentCompleted, TraceSeal
+
+    store.append("trace-old-1", [obs(1), obs(2)])
+    head = store.read_stream("trace-old-1")[-1]
+    completion = ExperimentCompleted(
+        experiment_id="old",
+        total_traces=1,
+        successful=1,
+        failed=0,
+        seals={"trace-old-1": TraceSeal(version=2, hash=head.hash)},
+    )
+    store.append("experiment-old", [completion])
+    assert verify(store).ok
+    edit(store, f"DELETE FROM events WHERE position = {head.position}")
+    [(kind, stream, detail)] = seal_problems(store)
+    assert (kind, stream) == ("deleted", "trace-old-1")
+    assert "sealed at version 2" in detail and "now ends at version 1" in detail

@@ -136,6 +136,19 @@ def test_any_text_is_stored_exactly(store: EventStore, value: str) -> None:
     assert verify(store).ok
 
 
+def test_stream_heads_are_read_in_pages_in_stream_order(store: EventStore) -> None:
+    for n in (3, 1, 5, 2, 4):
+        store.append(f"trace-x-{n}", [observation(m) for m in range(n)])
+    store.append("trace-y-1", [observation(0)])
+    store.append("trace-x-9", [observation(0)], metadata={"correlation_id": "other"})
+    heads = list(store.iter_stream_heads("trace-x-", page_size=2))
+    assert [(s, v) for s, v, _ in heads] == [(f"trace-x-{n}", n) for n in (1, 2, 3, 4, 5)] + [
+        ("trace-x-9", 1)
+    ]
+    assert all(h == store.stream_head(s)[1] for s, _, h in heads)
+    assert list(store.stream_heads("trace-x-", "other")) == ["trace-x-9"]
+
+
 def test_append_of_nothing_is_refused(store: EventStore) -> None:
     with pytest.raises(EventValidationError, match="no events"):
         store.append("trace-a", [])
