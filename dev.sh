@@ -22,6 +22,12 @@ setup() {
         fi
         echo "$want" > "$stamp"
     fi
+    # An editable install leaves byte-compiling to the first import, which some machines
+    # turn off (PYTHONDONTWRITEBYTECODE): every command would then compile the whole
+    # package again on start. Compile it here, as pip does for a regular install (quick
+    # when nothing changed).
+    "$VENV/bin/python" -m compileall -q -j 0 eventstore projections runner cli migrations \
+        agentledger >/dev/null
 }
 
 postgres_binaries() {

@@ -59,6 +59,24 @@ def current_revision(connection: Connection) -> str | None:
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def create_head_sqlite(connection: Connection) -> None:
+    """Create an empty SQLite store's schema at ``HEAD`` in one go, stamped as alembic
+    would stamp it, without importing alembic or replaying every revision: every new
+    project's first command pays for this. On SQLite the revisions only create the tables
+    and indexes of ``eventstore.schema``; a test checks that both ways give the same
+    schema. (PostgreSQL stores, with their functions and triggers, always migrate.)"""
+    from eventstore.schema import metadata
+
+    metadata.create_all(connection)
+    connection.execute(
+        text(
+            "CREATE TABLE alembic_version (\n\tversion_num VARCHAR(32) NOT NULL, "
+            "\n\tCONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)\n)"
+        )
+    )
+    connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD})
+
+
 def upgrade(connection: Connection, revision: str = "head") -> None:
     """Upgrade the database on ``connection`` to ``revision`` inside the caller's transaction."""
     from alembic import command

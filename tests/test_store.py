@@ -302,6 +302,26 @@ def test_event_from_newer_schema_version_is_refused_on_decode(store: EventStore)
         _ = store.read_stream("misc-1")[0].payload
 
 
+def test_a_new_sqlite_store_gets_the_schema_alembic_would_build(tmp_path) -> None:
+    import sqlite3
+
+    import migrations
+
+    EventStore.open(str(tmp_path / "direct.db")).close()  # created at HEAD in one go
+    engine = create_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    with engine.begin() as conn:
+        migrations.upgrade(conn)  # every revision replayed by alembic
+    engine.dispose()
+
+    def schema(name: str) -> list[tuple]:
+        with sqlite3.connect(tmp_path / name) as conn:
+            master = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+            stamp = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        return sorted(master) + stamp
+
+    assert schema("direct.db") == schema("migrated.db")
+
+
 def test_migrations_head_constant_matches_alembic() -> None:
     import migrations
 
