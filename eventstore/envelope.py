@@ -125,6 +125,24 @@ class StoredEvent(NamedTuple):
         }
 
 
+class FoldEvent(NamedTuple):
+    """An event as a projection folds it: no event id, metadata or hash, so reading it
+    fetches and decodes a third less than a ``StoredEvent`` (a report rebuild reads
+    millions). Field names match ``StoredEvent``'s, so folds take either."""
+
+    position: int
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    data: JsonDict
+    recorded_at: str
+
+
+FoldableEvent = StoredEvent | FoldEvent
+"""What folds accept."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """Where an append landed: positions of its first and last event, and the stream head."""

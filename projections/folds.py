@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstore.envelope import StoredEvent
+from eventstore.envelope import FoldableEvent
 from eventstore.payloads import payload_class, upcast
 
 JsonDict = dict[str, Any]
 
 
-def event_data(ev: StoredEvent) -> JsonDict:
+def event_data(ev: FoldableEvent) -> JsonDict:
     """The event's data at the current schema version (upcast only when older)."""
     if ev.schema_version != payload_class(ev.type).schema_version:
         return upcast(ev.type, ev.schema_version, ev.data)
@@ -49,7 +49,7 @@ class ExperimentFold:
     first_position: int = 0
     last_position: int = 0
 
-    def apply(self, ev: StoredEvent) -> None:
+    def apply(self, ev: FoldableEvent) -> None:
         data = event_data(ev)
         self.last_position = max(self.last_position, ev.position)
         if ev.type == "ExperimentStarted":
@@ -119,14 +119,14 @@ class TraceFold:
     def success(self) -> bool:
         return self.status == "completed"
 
-    def apply(self, ev: StoredEvent) -> None:
+    def apply(self, ev: FoldableEvent) -> None:
         handler = _TRACE_HANDLERS.get(ev.type)
         if handler is not None:
             handler(self, ev, event_data(ev))
 
     # -- handlers (one per event type) --
 
-    def _started(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _started(self, ev: FoldableEvent, data: JsonDict) -> None:
         if self.started_at is not None and self.status in ("running", "interrupted"):
             # Started again by --resume: the earlier run was killed or interrupted.
             killed = self.status == "running"
@@ -155,10 +155,10 @@ class TraceFold:
         self.tool_calls = {}
         self.observations = []
 
-    def _observation(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _observation(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.observations.append(data)
 
-    def _turn_started(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _turn_started(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.turns.append(
             {
                 "turn_index": data["turn_index"],
@@ -169,14 +169,14 @@ class TraceFold:
             }
         )
 
-    def _turn_completed(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _turn_completed(self, ev: FoldableEvent, data: JsonDict) -> None:
         for turn in reversed(self.turns):
             if turn["turn_index"] == data["turn_index"]:
                 turn["agent_output"] = data.get("agent_output")
                 turn["duration_ms"] = data["duration_ms"]
                 return
 
-    def _supervisor(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _supervisor(self, ev: FoldableEvent, data: JsonDict) -> None:
         for turn in reversed(self.turns):
             if turn["turn_index"] == data["turn_index"]:
                 turn["supervisor"] = {
@@ -186,7 +186,7 @@ class TraceFold:
                 }
                 return
 
-    def _model_started(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _model_started(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.model_calls[data["call_id"]] = {
             "call_id": data["call_id"],
             "call_index": data["call_index"],
@@ -199,7 +199,7 @@ class TraceFold:
             "status": "running",
         }
 
-    def _model_completed(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _model_completed(self, ev: FoldableEvent, data: JsonDict) -> None:
         call = self.model_calls.setdefault(data["call_id"], {"call_id": data["call_id"]})
         call.update(
             status="completed",
@@ -211,7 +211,7 @@ class TraceFold:
             attempts=data.get("attempts", 1),
         )
 
-    def _model_failed(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _model_failed(self, ev: FoldableEvent, data: JsonDict) -> None:
         call = self.model_calls.setdefault(data["call_id"], {"call_id": data["call_id"]})
         call.update(
             status="failed",
@@ -220,7 +220,7 @@ class TraceFold:
             latency_ms=data["latency_ms"],
         )
 
-    def _tool_requested(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _tool_requested(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.tool_calls[data["call_id"]] = {
             "call_id": data["call_id"],
             "tool_name": data["tool_name"],
@@ -229,14 +229,14 @@ class TraceFold:
             "status": "requested",
         }
 
-    def _tool_decided(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _tool_decided(self, ev: FoldableEvent, data: JsonDict) -> None:
         call = self.tool_calls.setdefault(data["call_id"], {"call_id": data["call_id"]})
         call["status"] = "approved" if ev.type == "ToolCallApproved" else "rejected"
         call["decided_by"] = data.get("by")
         if data.get("reason"):
             call["reason"] = data["reason"]
 
-    def _tool_completed(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _tool_completed(self, ev: FoldableEvent, data: JsonDict) -> None:
         call = self.tool_calls.setdefault(data["call_id"], {"call_id": data["call_id"]})
         call.update(
             status="failed" if data.get("error") else "completed",
@@ -245,7 +245,7 @@ class TraceFold:
             duration_ms=data.get("duration_ms", 0.0),
         )
 
-    def _attempt_failed(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _attempt_failed(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.attempt_count = data["attempt"]
         self.attempts.append(
             {
@@ -259,7 +259,7 @@ class TraceFold:
         # The retry runs the conversation again from its first turn.
         self.turns = []
 
-    def _finished(self, ev: StoredEvent, data: JsonDict) -> None:
+    def _finished(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.completed_at = ev.recorded_at
         self.duration_ms = data["duration_ms"]
         self.output = data.get("output")

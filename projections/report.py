@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
-from eventstore.envelope import StoredEvent, format_timestamp, parse_timestamp
+from eventstore.envelope import FoldableEvent, StoredEvent, format_timestamp, parse_timestamp
 from eventstore.store import EventStore
 from eventstore.streams import TRACE_PREFIX, experiment_stream, experiment_traces_prefix
 from projections.errors import AsOfError, UnknownExperimentError
@@ -30,7 +30,7 @@ class ExperimentReport:
     traces: Iterable[TraceFold]
 
 
-def _fold_trace(events: Iterable[StoredEvent]) -> TraceFold | None:
+def _fold_trace(events: Iterable[FoldableEvent]) -> TraceFold | None:
     fold: TraceFold | None = None
     for ev in events:
         if fold is None:
@@ -40,7 +40,7 @@ def _fold_trace(events: Iterable[StoredEvent]) -> TraceFold | None:
 
 
 def stream_report(
-    experiment_events: Iterable[StoredEvent], trace_events: Iterable[StoredEvent]
+    experiment_events: Iterable[FoldableEvent], trace_events: Iterable[FoldableEvent]
 ) -> ExperimentReport:
     """Fold an experiment from its stream and its traces' events grouped by stream.
 
@@ -158,5 +158,5 @@ def load_report(
     ]
     if not experiment_events:
         raise UnknownExperimentError(f"no experiment {experiment_id} in the store")
-    traces = store.read_prefix(experiment_traces_prefix(experiment_id), until=until)
+    traces = store.read_prefix_folds(experiment_traces_prefix(experiment_id), until=until)
     return stream_report(experiment_events, traces)

@@ -71,6 +71,18 @@ class _RowFile:
             self._handle.write(data + b"\n")
         self._first = False
 
+    def write_many(self, rows: list[Any]) -> None:
+        """``write`` for each of ``rows``, in one call (a trace's observations)."""
+        if not rows:
+            return
+        encoded = list(map(orjson.dumps, rows))
+        if self._json:
+            self._handle.write((b"\n" if self._first else b",\n") + b",\n".join(encoded))
+        else:
+            encoded.append(b"")
+            self._handle.write(b"\n".join(encoded))
+        self._first = False
+
     def close(self) -> None:
         if self._json:
             self._handle.write(b"]\n" if self._first else b"\n]\n")
@@ -113,8 +125,7 @@ def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
             files[0].write(_summary_line(trace))
             if save_traces:
                 files[1].write(trace_row(trace).model_dump(mode="json"))
-                for obs in observation_rows(trace):
-                    files[2].write(obs)
+                files[2].write_many(observation_rows(trace))
             transcripts.write(
                 f"{trace.trace_id}.md", trace_transcript(report.experiment, trace).encode()
             )

@@ -294,3 +294,18 @@ def test_as_of_outside_the_experiment_is_refused(
             resolve_as_of(store, experiment_id, as_of, "2100-01-01T00:00:00.000000Z")
     finally:
         store.close()
+
+
+def test_json_output_format_holds_the_same_rows_as_jsonl(tmp_path: Path) -> None:
+    events = [
+        e._replace(data={**e.data, "config": {**CONFIG, "output_format": "json"}})
+        if e.type == "ExperimentStarted"
+        else e
+        for e in _events()
+    ]
+    write_report(stream_report(*_by_stream(events)), tmp_path)
+    for name in ("trace_summary", "traces", "observations"):
+        rows = [orjson.loads(line) for line in (GOLDEN / f"{name}.jsonl").read_bytes().splitlines()]
+        text = (tmp_path / f"{name}.json").read_bytes()
+        assert orjson.loads(text) == rows
+        assert text == b"[\n" + b",\n".join(orjson.dumps(row) for row in rows) + b"\n]\n"

@@ -149,6 +149,28 @@ def test_stream_heads_are_read_in_pages_in_stream_order(store: EventStore) -> No
     assert list(store.stream_heads("trace-x-", "other")) == ["trace-x-9"]
 
 
+def test_fold_reads_match_full_reads_page_by_page(store: EventStore) -> None:
+    for n in (2, 1, 3):
+        store.append(f"trace-x-{n}", [observation(m) for m in range(n + 2)])
+    store.append("trace-y-1", [observation(0)])
+    until = store.last_position() - 3
+    for kwargs in ({"page_size": 2}, {"page_size": 3, "until": until}):
+        full = [
+            (
+                e.position,
+                e.stream_id,
+                e.stream_version,
+                e.type,
+                e.schema_version,
+                e.data,
+                e.recorded_at,
+            )
+            for e in store.read_prefix("trace-x-", **kwargs)
+        ]
+        assert [tuple(e) for e in store.read_prefix_folds("trace-x-", **kwargs)] == full
+        assert len(full) == (12 if "until" not in kwargs else 10)
+
+
 def test_append_of_nothing_is_refused(store: EventStore) -> None:
     with pytest.raises(EventValidationError, match="no events"):
         store.append("trace-a", [])
