@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
+from operator import attrgetter
 
 from eventstore.envelope import FoldableEvent, StoredEvent, format_timestamp, parse_timestamp
 from eventstore.store import EventStore
@@ -51,7 +52,7 @@ def stream_report(
         experiment.apply(ev)
 
     def traces() -> Iterator[TraceFold]:
-        for _, events in groupby(trace_events, key=lambda ev: ev.stream_id):
+        for _, events in groupby(trace_events, key=attrgetter("stream_id")):
             fold = _fold_trace(events)
             if fold is not None and fold.finished:
                 yield fold
