@@ -301,6 +301,11 @@ class _HeadCache:
         self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Forget every head, with a new lock (a forked child's copy may be held)."""
+        self._heads = OrderedDict()
+        self._lock = threading.Lock()
+
     def get(self, stream_id: str) -> tuple[int, str] | None:
         with self._lock:
             return self._heads.get(stream_id)
@@ -311,6 +316,12 @@ class _HeadCache:
             self._heads.move_to_end(stream_id)
             if len(self._heads) > self._size:
                 self._heads.popitem(last=False)
+
+
+def _reset_heads(heads_ref: weakref.ref[_HeadCache]) -> None:
+    heads = heads_ref()
+    if heads is not None:
+        heads.reset()
 
 
 def _forget_connections(engine_ref: weakref.ref[Engine]) -> None:
@@ -330,6 +341,9 @@ class EventStore:
         os.register_at_fork(after_in_child=lambda: _forget_connections(engine_ref))
         self._sql = _SQL[location.backend]
         self._heads = _HeadCache()
+        # ... nor inherit a lock another thread held at the fork.
+        heads_ref = weakref.ref(self._heads)
+        os.register_at_fork(after_in_child=lambda: _reset_heads(heads_ref))
         self.redactor = redactor or Redactor()
         self._base_metadata = {
             "host": socket.gethostname(),

@@ -171,6 +171,37 @@ def test_fold_reads_match_full_reads_page_by_page(store: EventStore) -> None:
         assert len(full) == (12 if "until" not in kwargs else 10)
 
 
+def test_a_forked_child_does_not_inherit_a_held_head_cache_lock(pg_cluster) -> None:
+    # PostgreSQL only: appends there go through the cache of stream heads (SQLite reads
+    # heads inside its write transaction).
+    import os
+
+    store = EventStore.open(pg_cluster.create_database())
+    store.append("trace-a", [started(0)])
+    store._heads._lock.acquire()  # as if another thread were inside the cache at the fork
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child appends and leaves without running any test machinery
+            code = 1
+            try:
+                store.append("trace-a", [observation(1)])
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if waited[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the head cache's lock")
+    finally:
+        store._heads._lock.release()
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
+    assert [e.stream_version for e in store.read_stream("trace-a")] == [1, 2]
+    store.close()
+
+
 def test_append_of_nothing_is_refused(store: EventStore) -> None:
     with pytest.raises(EventValidationError, match="no events"):
         store.append("trace-a", [])
