@@ -20,6 +20,7 @@ from typing import Any, Literal
 import orjson
 
 from eventstore.envelope import GENESIS_HASH
+from eventstore.payloads import final_outcome
 from eventstore.store import EventStore, RawEvent
 from eventstore.streams import experiment_traces_prefix
 
@@ -153,6 +154,18 @@ def seal_digest(heads: Iterable[tuple[str, int, str]]) -> tuple[int, str]:
     return count, digest.hexdigest()
 
 
+_FINAL_TYPES = ("TraceCompleted", "TraceFailed")
+
+
+def _document(event: RawEvent) -> dict[str, Any]:
+    """An event's data, or nothing when it is not a JSON object (its hash says the rest)."""
+    try:
+        data = orjson.loads(event.data_json)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @dataclass(frozen=True)
 class _Tail:
     """What verify keeps of each stream: its head, and what a seal check needs."""
@@ -167,9 +180,7 @@ class _Tail:
 
 def _tail(stream: list[RawEvent]) -> _Tail:
     last = stream[-1]
-    final = last.type == "TraceCompleted" or (
-        last.type == "TraceFailed" and orjson.loads(last.data_json).get("reason") != "interrupted"
-    )
+    final = last.type in _FINAL_TYPES and final_outcome(last.type, _document(last)) is not None
     return _Tail(last.stream_version, last.hash, final, max(event.position for event in stream))
 
 
@@ -187,12 +198,16 @@ def verify(store: EventStore, correlation_id: str | None = None) -> Verification
         tails[stream[0].stream_id] = _tail(stream)
         for event in stream:
             if event.type == "ExperimentCompleted":
-                completions.append((event, orjson.loads(event.data_json)))
+                completions.append((event, _document(event)))
     for completion, data in completions:
         if data.get("seal") is not None:
             report.seals += 1
             report.problems += _check_seal(completion, data, tails)
-        for stream_id, seal in sorted((data.get("seals") or {}).items()):
+        seals = data.get("seals") or {}
+        if not isinstance(seals, dict) or not all(_is_trace_seal(s) for s in seals.values()):
+            report.problems.append(_problem("modified", completion, "its seals are malformed"))
+            continue
+        for stream_id, seal in sorted(seals.items()):
             report.seals += 1
             head = tails.get(stream_id)
             if head is None and correlation_id is not None:
@@ -210,10 +225,12 @@ def _check_seal(
     completion: RawEvent, data: dict[str, Any], tails: dict[str, _Tail]
 ) -> list[IntegrityProblem]:
     """Problems with a digest seal: the traces that explain a mismatch, if it mismatches."""
+    sealed = data.get("sealed_traces")
+    if not isinstance(sealed, int) or not isinstance(data["seal"], str):
+        return [_problem("modified", completion, "its seal is not a trace count and a digest")]
     prefix = experiment_traces_prefix(str(data.get("experiment_id")))
     traces = sorted(s for s in tails if s.startswith(prefix))
     count, digest = seal_digest((s, tails[s].version, tails[s].hash) for s in traces)
-    sealed = int(data.get("sealed_traces") or 0)
     if (count, digest) == (sealed, data["seal"]):
         return []
     by = f"the seal of {completion.stream_id} (event {completion.event_id})"
@@ -243,6 +260,10 @@ def _check_seal(
         )
         problems.append(_problem("modified", completion, detail))
     return problems
+
+
+def _is_trace_seal(seal: Any) -> bool:
+    return isinstance(seal, dict) and isinstance(seal.get("version"), int)
 
 
 def _check_trace_seal(

@@ -8,7 +8,7 @@ so old events are never rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -379,6 +379,16 @@ class TraceFailed(Payload):
     attempts: int = 1
     divergence: JsonDict | None = None
     """Replay only: where the run first stopped matching its recording."""
+
+
+def final_outcome(event_type: str, data: Mapping[str, Any]) -> bool | None:
+    """Whether an event ends its trace for good: True (succeeded), False (failed), or None
+    (not final: any other event, or a run cut short by an interrupt, which runs again)."""
+    if event_type == "TraceCompleted":
+        return True
+    if event_type == "TraceFailed" and data.get("reason") != "interrupted":
+        return False
+    return None
 
 
 # --- production capture and chat sessions ------------------------------------------------

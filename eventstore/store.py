@@ -318,16 +318,14 @@ class _HeadCache:
                 self._heads.popitem(last=False)
 
 
-def _reset_heads(heads_ref: weakref.ref[_HeadCache]) -> None:
-    heads = heads_ref()
-    if heads is not None:
-        heads.reset()
-
-
-def _forget_connections(engine_ref: weakref.ref[Engine]) -> None:
-    engine = engine_ref()
+def _after_fork_in_child(
+    engine_ref: weakref.ref[Engine], heads_ref: weakref.ref[_HeadCache]
+) -> None:
+    engine, heads = engine_ref(), heads_ref()
     if engine is not None:
         engine.dispose(close=False)
+    if heads is not None:
+        heads.reset()
 
 
 class EventStore:
@@ -336,14 +334,12 @@ class EventStore:
     def __init__(self, engine: Engine, location: StoreURL, redactor: Redactor | None = None):
         self._engine = engine
         self.location = location
-        # A forked child (a local worker) must not use or close the parent's connections.
-        engine_ref = weakref.ref(engine)
-        os.register_at_fork(after_in_child=lambda: _forget_connections(engine_ref))
         self._sql = _SQL[location.backend]
         self._heads = _HeadCache()
-        # ... nor inherit a lock another thread held at the fork.
-        heads_ref = weakref.ref(self._heads)
-        os.register_at_fork(after_in_child=lambda: _reset_heads(heads_ref))
+        # A forked child (a local worker) must not use or close the parent's connections,
+        # nor inherit a head-cache lock another thread held at the fork.
+        engine_ref, heads_ref = weakref.ref(engine), weakref.ref(self._heads)
+        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(engine_ref, heads_ref))
         self.redactor = redactor or Redactor()
         self._base_metadata = {
             "host": socket.gethostname(),

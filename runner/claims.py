@@ -23,12 +23,11 @@ from typing import Any
 
 from eventstore.envelope import AppendResult
 from eventstore.errors import ConcurrencyError, StoreError
-from eventstore.payloads import ExperimentPlan, SlotResultRejected, TraceStarted
+from eventstore.payloads import ExperimentPlan, SlotResultRejected, TraceStarted, final_outcome
 from eventstore.slots import Claim, SlotBoard
 from eventstore.store import NO_STREAM, EventStore
 from eventstore.streams import experiment_stream, trace_stream
 from runner.feeds import Assignment
-from runner.outcomes import final_outcome
 from runner.plan import Slot, iter_slots
 
 log = logging.getLogger("agentledger.workers")

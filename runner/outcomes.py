@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from eventstore.integrity import seal_digest
-from eventstore.payloads import ExperimentCompleted
+from eventstore.payloads import ExperimentCompleted, final_outcome
 from eventstore.store import EventStore
 from eventstore.streams import TRACE_PREFIX, experiment_traces_prefix
 
@@ -25,16 +22,6 @@ def completed_event(
         sealed_traces=count,
         seal=digest,
     )
-
-
-def final_outcome(event_type: str, data: Mapping[str, Any]) -> bool | None:
-    """Whether an event ends its trace for good: True (succeeded), False (failed), or None
-    (not final: any other event, or a run cut short by an interrupt, which runs again)."""
-    if event_type == "TraceCompleted":
-        return True
-    if event_type == "TraceFailed" and data.get("reason") != "interrupted":
-        return False
-    return None
 
 
 FINAL_TYPES = ["TraceStarted", "TraceCompleted", "TraceFailed"]

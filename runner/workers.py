@@ -36,6 +36,7 @@ from eventstore.payloads import (
     ExperimentPlan,
     ExperimentResumed,
     ExperimentStarted,
+    final_outcome,
 )
 from eventstore.redaction import Redactor
 from eventstore.slots import SlotBoard
@@ -45,7 +46,7 @@ from runner.claims import ClaimFeed
 from runner.errors import ResumeError, WorkerError
 from runner.experiment import ExperimentListener, ExperimentResult, ExperimentRunner
 from runner.models import provider_keys
-from runner.outcomes import FINAL_TYPES, completed_event, final_outcome
+from runner.outcomes import FINAL_TYPES, completed_event
 from runner.plan import iter_slots
 from runner.prepare import PreparedExperiment, prepare_recorded
 from runner.replay import RecordMode, ReplaySource

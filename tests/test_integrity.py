@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -261,3 +262,30 @@ def test_completions_sealed_per_trace_before_digests_are_still_checked(
     [(kind, stream, detail)] = seal_problems(store)
     assert (kind, stream) == ("deleted", "trace-old-1")
     assert "sealed at version 2" in detail and "now ends at version 1" in detail
+
+
+@pytest.mark.parametrize(
+    ("seal", "detail"),
+    [
+        ({"sealed_traces": "two", "seal": "x"}, "its seal is not a trace count and a digest"),
+        ({"seals": {"trace-e1-1": {"version": "v"}}}, "its seals are malformed"),
+    ],
+)
+def test_a_malformed_seal_is_reported_not_crashed_on(
+    sealed: EventStore, seal: dict, detail: str
+) -> None:
+    [completion] = sealed.read_stream(f"experiment-{EXP}")
+    data = orjson.dumps({**completion.data, **seal}, option=orjson.OPT_SORT_KEYS).decode()
+    edit(
+        sealed,
+        (
+            "UPDATE events SET data = :d WHERE event_id = :id",
+            {"d": data, "id": completion.event_id},
+        ),
+    )
+    problems = seal_problems(sealed)
+    # The edit itself breaks the chain; the seal it carries is reported, not crashed on.
+    assert [(kind, stream) for kind, stream, _ in problems] == [
+        ("modified", f"experiment-{EXP}")
+    ] * 2
+    assert ("modified", f"experiment-{EXP}", detail) in problems
