@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 
 from eventstore import NO_STREAM, ConcurrencyError, EventStore, SchemaTooNewError
 from eventstore.engine import parse_store_url
-from eventstore.errors import EventValidationError
+from eventstore.errors import EventValidationError, StoreUnavailableError
 from eventstore.integrity import verify
 from eventstore.payloads import ObservationRecorded, Payload, TraceStarted, register, upcaster
 from eventstore.store import AppendRequest
@@ -171,14 +171,14 @@ def test_fold_reads_match_full_reads_page_by_page(store: EventStore) -> None:
         assert len(full) == (12 if "until" not in kwargs else 10)
 
 
-def test_a_forked_child_does_not_inherit_a_held_head_cache_lock(pg_cluster) -> None:
-    # PostgreSQL only: appends there go through the cache of stream heads (SQLite reads
-    # heads inside its write transaction).
+def test_a_forked_child_has_its_own_append_lock_and_connection(pg_cluster) -> None:
+    # PostgreSQL only: appends there go through one kept connection and a cache of stream
+    # heads under a lock (SQLite reads heads inside its write transaction).
     import os
 
     store = EventStore.open(pg_cluster.create_database())
-    store.append("trace-a", [started(0)])
-    store._heads._lock.acquire()  # as if another thread were inside the cache at the fork
+    store.append("trace-a", [started(0)])  # opens the parent's append connection
+    store._appends.lock.acquire()  # as if another thread were appending at the fork
     try:
         pid = os.fork()
         if pid == 0:  # the child appends and leaves without running any test machinery
@@ -194,10 +194,47 @@ def test_a_forked_child_does_not_inherit_a_held_head_cache_lock(pg_cluster) -> N
         if waited[0] == 0:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
-            pytest.fail("the forked child hung on the head cache's lock")
+            pytest.fail("the forked child hung on the append lock")
     finally:
-        store._heads._lock.release()
+        store._appends.lock.release()
     assert os.waitstatus_to_exitcode(waited[1]) == 0
+    # The child neither used nor closed the parent's connection: it still appends.
+    store.append("trace-a", [observation(2)])
+    assert [e.stream_version for e in store.read_stream("trace-a")] == [1, 2, 3]
+    store.close()
+
+
+def test_text_array_literals_quote_every_value_and_keep_nulls() -> None:
+    from eventstore.store import _text_array
+
+    assert _text_array([]) == "{}"
+    assert _text_array(["a", 'b"c', "d\\e", ""]) == '{"a","b\\"c","d\\\\e",""}'
+    assert _text_array(["a", None]) == '{"a",NULL}'
+    # A value holding the joining character takes the value-by-value path, same quoting.
+    assert _text_array(["x\x00y", "z"]) == '{"x\x00y","z"}'
+
+
+def test_an_append_on_a_dropped_connection_fails_in_one_line_and_the_next_reconnects(
+    pg_cluster,
+) -> None:
+    import psycopg
+
+    url = pg_cluster.create_database()
+    store = EventStore.open(url)
+    store.append("trace-a", [started(0)])  # opens the append connection
+    others = (
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({others}) AS o")
+        deadline = time.monotonic() + 30
+        while admin.execute(others).fetchall() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    with pytest.raises(StoreUnavailableError) as caught:
+        store.append("trace-a", [observation(1)])
+    assert "\n" not in str(caught.value)
+    store.append("trace-a", [observation(2)])
     assert [e.stream_version for e in store.read_stream("trace-a")] == [1, 2]
     store.close()
 
