@@ -7,6 +7,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,51 @@ def run_command(command: list[str], cwd: Path) -> tuple[float, int]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {proc.stderr[-2000:]}")
     return elapsed, int(proc.stderr.strip().splitlines()[-1])
+
+
+def run_command_tree(command: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and the peak of the summed RSS (KB) of ``command`` and every process it
+    starts, sampled every 20 ms (stdin closed); a failure raises. For commands that fork
+    workers, where one process's peak would understate the memory used."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, sum(_rss_kb(pid) for pid in _tree(proc.pid)))
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            stderr.seek(0)
+            raise RuntimeError(f"{' '.join(command)} failed: {stderr.read()[-2000:]}")
+    return elapsed, peak
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                queue += [int(child) for child in handle.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def machine() -> str:

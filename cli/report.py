@@ -30,21 +30,38 @@ def report() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write here instead of the experiment's own output folder.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Write the report with at most N processes, each taking a run of the traces "
+    "of 50,000 events or more [default: one per available CPU].",
+)
 @pass_state
-def rebuild(state: AppState, experiment: str, as_of: str | None, output_dir: Path | None) -> None:
+def rebuild(
+    state: AppState,
+    experiment: str,
+    as_of: str | None,
+    output_dir: Path | None,
+    jobs: int | None,
+) -> None:
     """Regenerate every file of EXPERIMENT's folder from the log, byte for byte.
 
-    EXPERIMENT is an experiment id, its unique name or its output folder.
+    EXPERIMENT is an experiment id, its unique name or its output folder. The files are
+    the same whatever --jobs is.
     """
+    import os
+
     from eventstore.envelope import utc_now
     from projections.catalog import resolve_experiment
     from projections.report import load_report, resolve_as_of
     from projections.writers import write_report
 
+    parts = jobs or len(os.sched_getaffinity(0))
     with state.open_store(create=False) as store:
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
-        loaded = load_report(store, ref.experiment_id, until)
+        loaded = load_report(store, ref.experiment_id, until, parts=parts)
         folder = output_dir or _recorded_folder(loaded.experiment)
         written = write_report(loaded, folder)
     point = f" as of position {until}" if until is not None else ""

@@ -291,6 +291,11 @@ def _int_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
+def _prefix_upper(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def _raise_if_duplicate(exc: Exception, rows: Sequence[tuple[Any, ...]]) -> None:
     """Turn a unique violation on insert into the store's own error for it."""
     detail = str(exc).lower()
@@ -896,26 +901,72 @@ class EventStore:
         """Events of every stream whose id starts with ``prefix``, ordered by (stream id,
         version): each stream whole, streams in id order. Walks the stream index in keyset
         pages, so memory stays flat however many streams match."""
-        for page in self._prefix_pages(prefix, until, page_size, _COLUMN_LIST, 2):
+        pages = self._prefix_pages(prefix, until, page_size, _COLUMN_LIST, 2, (None, None))
+        for page in pages:
             yield from map(_decode_row, page)
 
     def read_prefix_folds(
-        self, prefix: str, *, until: int | None = None, page_size: int = 2000
+        self,
+        prefix: str,
+        *,
+        until: int | None = None,
+        page_size: int = 2000,
+        streams: tuple[str | None, str | None] = (None, None),
     ) -> Iterator[FoldEvent]:
         """``read_prefix`` as projections need it: ``FoldEvent``s (no ids, metadata or
-        hashes), the hot path of a report rebuild."""
-        for page in self._prefix_pages(prefix, until, page_size, _FOLD_COLUMN_LIST, 1):
+        hashes), the hot path of a report rebuild. ``streams`` narrows it to the stream ids
+        from its first item (inclusive) to its second (exclusive); None leaves a side open.
+        """
+        pages = self._prefix_pages(prefix, until, page_size, _FOLD_COLUMN_LIST, 1, streams)
+        for page in pages:
             yield from map(_fold_row, page)
 
+    def split_prefix(self, prefix: str, parts: int, *, min_events: int = 1) -> list[str]:
+        """Stream ids that cut the streams under ``prefix`` into up to ``parts`` ranges of
+        about as many events each (at least ``min_events``), never inside a stream: each
+        range but the first starts at one of them. Fewer when there are too few streams."""
+        if not prefix:
+            raise ValueError("split_prefix needs a non-empty prefix")
+        m = self._sql.marker
+        where = f"stream_id >= {m} AND stream_id < {m}"
+        bounds = (prefix, _prefix_upper(prefix))
+        cuts: list[str] = []
+        with self._read() as conn:
+            count = conn.exec_driver_sql(
+                f"SELECT count(*) FROM events WHERE {where}", bounds
+            ).scalar_one()
+            parts = min(parts, count // max(min_events, 1))
+            previous = None
+            for part in range(parts):
+                row = conn.exec_driver_sql(
+                    f"SELECT stream_id FROM events WHERE {where} "
+                    f"ORDER BY stream_id, stream_version LIMIT 1 OFFSET {m}",
+                    (*bounds, count * part // parts),
+                ).first()
+                if row is not None and previous is not None and row[0] > previous:
+                    cuts.append(row[0])
+                previous = row[0] if row is not None else previous
+        return cuts
+
     def _prefix_pages(
-        self, prefix: str, until: int | None, page_size: int, columns: str, key: int
+        self,
+        prefix: str,
+        until: int | None,
+        page_size: int,
+        columns: str,
+        key: int,
+        streams: tuple[str | None, str | None],
     ) -> Iterator[Sequence[Sequence[Any]]]:
         """Keyset pages of ``columns`` (``stream_id`` at index ``key``, then
-        ``stream_version``) for the streams under ``prefix``, in stream order."""
+        ``stream_version``) for the streams under ``prefix`` (within ``streams``), in
+        stream order."""
         if not prefix:
             raise ValueError("read_prefix needs a non-empty prefix")
         m = self._sql.marker
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        lower = max(prefix, streams[0] or prefix)
+        upper = _prefix_upper(prefix)
+        if streams[1] is not None:
+            upper = min(upper, streams[1])
         bound = f" AND position <= {m}" if until is not None else ""
         sql = (
             f"SELECT {columns} FROM events WHERE stream_id >= {m} AND stream_id < {m} "
@@ -926,7 +977,7 @@ class EventStore:
         while True:
             # The range starts at the last stream read, not the prefix: SQLite seeks the
             # index by the range only (not the row value), so this keeps each page O(page).
-            params: tuple[Any, ...] = (max(prefix, last[0]), upper, *last)
+            params: tuple[Any, ...] = (max(lower, last[0]), upper, *last)
             params += (until, page_size) if until is not None else (page_size,)
             with self._read() as conn:
                 cursor = conn.connection.cursor()
@@ -994,7 +1045,7 @@ class EventStore:
         pages: flat memory however many streams match."""
         if not prefix:
             raise ValueError("iter_stream_heads needs a non-empty prefix")
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        upper = _prefix_upper(prefix)
         after = ""
         while True:
             latest = (

@@ -10,9 +10,10 @@ order, in chunks) and keeps every trace; both give the same ``ExperimentReport``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import groupby
+from functools import partial
+from itertools import chain, groupby, pairwise
 from operator import attrgetter
 
 from eventstore.envelope import FoldableEvent, StoredEvent, format_timestamp, parse_timestamp
@@ -22,6 +23,9 @@ from projections.errors import AsOfError, UnknownExperimentError
 from projections.folds import ExperimentFold, TraceFold
 from projections.rows import SummaryAccumulator
 
+TraceSource = Callable[[], Iterator[TraceFold]]
+"""Reads and folds a run of consecutive traces (in any process: it opens its own reads)."""
+
 
 @dataclass
 class ExperimentReport:
@@ -29,6 +33,9 @@ class ExperimentReport:
 
     experiment: ExperimentFold
     traces: Iterable[TraceFold]
+    parts: Sequence[TraceSource] = ()
+    """The same traces cut into consecutive runs that can be folded apart (by other
+    processes) and joined in this order; empty when the report is not cut."""
 
 
 def _fold_trace(events: Iterable[FoldableEvent]) -> TraceFold | None:
@@ -50,14 +57,15 @@ def stream_report(
     experiment = ExperimentFold()
     for ev in experiment_events:
         experiment.apply(ev)
+    return ExperimentReport(experiment, fold_traces(trace_events))
 
-    def traces() -> Iterator[TraceFold]:
-        for _, events in groupby(trace_events, key=attrgetter("stream_id")):
-            fold = _fold_trace(events)
-            if fold is not None and fold.finished:
-                yield fold
 
-    return ExperimentReport(experiment, traces())
+def fold_traces(trace_events: Iterable[FoldableEvent]) -> Iterator[TraceFold]:
+    """The finished traces among events grouped by stream, one trace in memory at a time."""
+    for _, events in groupby(trace_events, key=attrgetter("stream_id")):
+        fold = _fold_trace(events)
+        if fold is not None and fold.finished:
+            yield fold
 
 
 class ReportState:
@@ -149,15 +157,39 @@ def utc_stamp(text: str) -> str:
     return format_timestamp(parse_timestamp(text))
 
 
+PART_MIN_EVENTS = 50_000
+"""The fewest events worth a writer process of their own (forking and joining its files
+costs about what writing a few thousand events does)."""
+
+
 def load_report(
-    store: EventStore, experiment_id: str, until: int | None = None
+    store: EventStore,
+    experiment_id: str,
+    until: int | None = None,
+    *,
+    parts: int = 1,
+    min_part_events: int = PART_MIN_EVENTS,
 ) -> ExperimentReport:
-    """The report of ``experiment_id`` from the store (as of position ``until``)."""
+    """The report of ``experiment_id`` from the store (as of position ``until``), its
+    traces cut into up to ``parts`` runs of about as many events (``min_part_events`` at
+    least) when ``parts`` > 1."""
     stream = experiment_stream(experiment_id)
     experiment_events = [
         ev for ev in store.read_stream(stream) if until is None or ev.position <= until
     ]
     if not experiment_events:
         raise UnknownExperimentError(f"no experiment {experiment_id} in the store")
-    traces = store.read_prefix_folds(experiment_traces_prefix(experiment_id), until=until)
-    return stream_report(experiment_events, traces)
+    prefix = experiment_traces_prefix(experiment_id)
+    cuts = store.split_prefix(prefix, parts, min_events=min_part_events) if parts > 1 else []
+    if not cuts:
+        return stream_report(experiment_events, store.read_prefix_folds(prefix, until=until))
+    bounds: list[str | None] = [None, *cuts, None]
+    sources = [partial(_read_traces, store, prefix, until, pair) for pair in pairwise(bounds)]
+    experiment = stream_report(experiment_events, ()).experiment
+    return ExperimentReport(experiment, chain.from_iterable(s() for s in sources), sources)
+
+
+def _read_traces(
+    store: EventStore, prefix: str, until: int | None, streams: tuple[str | None, str | None]
+) -> Iterator[TraceFold]:
+    return fold_traces(store.read_prefix_folds(prefix, until=until, streams=streams))

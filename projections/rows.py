@@ -239,6 +239,11 @@ class _Group:
         self.successful += success
         self.duration_us += duration_us
 
+    def merge(self, other: _Group) -> None:
+        self.total += other.total
+        self.successful += other.successful
+        self.duration_us += other.duration_us
+
     def row(self) -> JsonDict:
         return {
             "total": self.total,
@@ -293,6 +298,23 @@ class SummaryAccumulator:
             self.error_types[trace.error["type"]] += 1
             self.reasons[trace.error["reason"]] += 1
         self.usage.update(trace_usage(trace))
+
+    def merge(self, later: SummaryAccumulator) -> None:
+        """Add the totals of traces that come after these in plan order (a report written
+        in parts): the same totals as adding every trace here."""
+        self.successful += later.successful
+        self.failed += later.failed
+        self.durations_us += later.durations_us
+        for name, group in later.by_persona.items():
+            self.by_persona.setdefault(name, _Group()).merge(group)
+        for index, entry in later.by_input.items():
+            if index in self.by_input:
+                self.by_input[index][2].merge(entry[2])
+            else:
+                self.by_input[index] = entry
+        self.error_types.update(later.error_types)
+        self.reasons.update(later.reasons)
+        self.usage.update(later.usage)
 
 
 def summary_document(experiment: ExperimentFold, acc: SummaryAccumulator) -> JsonDict:

@@ -12,19 +12,25 @@ documents as the store keeps them (sorted keys).
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
 import os
 import shutil
+import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 import yaml
 
+from eventstore.errors import AgentLedgerError
+from projections.errors import ProjectionError
 from projections.folds import ExperimentFold, TraceFold
-from projections.report import ExperimentReport
+from projections.report import ExperimentReport, TraceSource
 from projections.rows import (
     SummaryAccumulator,
     observation_rows,
@@ -54,13 +60,18 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
 
 
 class _RowFile:
-    """A row file in ``jsonl`` (one object per line) or ``json`` (one array) format."""
+    """A row file in ``jsonl`` (one object per line) or ``json`` (one array) format.
 
-    def __init__(self, handle: IO[bytes], fmt: str) -> None:
+    A ``fragment`` holds rows only (no brackets): another process's run of rows, which
+    ``join`` appends to the whole file so that the bytes are those of one writer.
+    """
+
+    def __init__(self, handle: IO[bytes], fmt: str, *, fragment: bool = False) -> None:
         self._handle = handle
         self._json = fmt == "json"
+        self._fragment = fragment
         self._first = True
-        if self._json:
+        if self._json and not fragment:
             handle.write(b"[")
 
     def write(self, row: Any) -> None:
@@ -83,8 +94,18 @@ class _RowFile:
             self._handle.write(b"\n".join(encoded))
         self._first = False
 
+    def join(self, fragment: Path) -> None:
+        """Append the rows of ``fragment`` (written by a ``fragment`` _RowFile)."""
+        if fragment.stat().st_size == 0:
+            return
+        if self._json and not self._first:
+            self._handle.write(b",")
+        with open(fragment, "rb") as source:
+            shutil.copyfileobj(source, self._handle, 1 << 20)
+        self._first = False
+
     def close(self) -> None:
-        if self._json:
+        if self._json and not self._fragment:
             self._handle.write(b"]\n" if self._first else b"\n]\n")
 
 
@@ -105,38 +126,139 @@ def _summary_line(trace: TraceFold) -> dict[str, Any]:
     return row
 
 
+class _TraceSink:
+    """Writes each finished trace's rows and transcript, and keeps the summary totals."""
+
+    def __init__(
+        self, experiment: ExperimentFold, files: list[_RowFile], transcripts: _Transcripts
+    ) -> None:
+        self._experiment = experiment
+        self.files = files
+        self.transcripts = transcripts
+        self.acc = SummaryAccumulator()
+        self.traces = 0
+
+    def add(self, trace: TraceFold) -> None:
+        self.acc.add(trace)
+        self.files[0].write(_summary_line(trace))
+        if len(self.files) > 1:  # save_traces
+            self.files[1].write(trace_row(trace).model_dump(mode="json"))
+            self.files[2].write_many(observation_rows(trace))
+        self.transcripts.write(
+            f"{trace.trace_id}.md", trace_transcript(self._experiment, trace).encode()
+        )
+        self.traces += 1
+
+
 def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
-    """Write every file of ``report`` into ``folder`` (created if missing)."""
+    """Write every file of ``report`` into ``folder`` (created if missing).
+
+    A report cut into ``parts`` is written by as many processes: this one writes the first
+    part, a forked process each other one, and their rows are joined in order, so the
+    files are byte for byte those of one process.
+    """
     config = report.experiment.config
     fmt = str(config.get("output_format", "jsonl"))
-    save_traces = bool(config.get("save_traces", True))
     ext = "json" if fmt == "json" else "jsonl"
     folder.mkdir(parents=True, exist_ok=True)
-    written = WrittenReport(folder)
     names = [f"trace_summary.{ext}"]
-    if save_traces:
+    if config.get("save_traces", True):
         names += [f"traces.{ext}", f"observations.{ext}"]
-    acc = SummaryAccumulator()
     with _Transcripts(folder / TRANSCRIPTS) as transcripts, ExitStack() as stack:
         handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
-        files = [_RowFile(h, fmt) for h in handles]
-        for trace in report.traces:
-            acc.add(trace)
-            files[0].write(_summary_line(trace))
-            if save_traces:
-                files[1].write(trace_row(trace).model_dump(mode="json"))
-                files[2].write_many(observation_rows(trace))
-            transcripts.write(
-                f"{trace.trace_id}.md", trace_transcript(report.experiment, trace).encode()
-            )
-            written.traces += 1
-        for f in files:
+        sink = _TraceSink(report.experiment, [_RowFile(h, fmt) for h in handles], transcripts)
+        if len(report.parts) > 1:
+            _write_parts(report, folder, names, fmt, sink)
+        else:
+            for trace in report.traces:
+                sink.add(trace)
+        for f in sink.files:
             f.close()
     with atomic_file(folder / CONFIG) as handle:
         handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
-    write_summary(folder, report.experiment, acc)
-    written.files = [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"]
-    return written
+    write_summary(folder, report.experiment, sink.acc)
+    return WrittenReport(folder, [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"], sink.traces)
+
+
+def _write_parts(
+    report: ExperimentReport, folder: Path, names: list[str], fmt: str, sink: _TraceSink
+) -> None:
+    """The first part into ``sink``; each other part by a forked process into fragments
+    beside the files (transcripts straight into their folder), joined here in order."""
+    context = multiprocessing.get_context("fork")
+    workers: list[tuple[Any, Any, list[Path]]] = []
+    try:
+        for number, part in enumerate(report.parts[1:], start=1):
+            fragments = [folder / f".{name}.part{number}-{os.getpid()}" for name in names]
+            receiver, sender = context.Pipe(duplex=False)
+            job = (report.experiment, part, fragments, fmt, sink.transcripts, sender)
+            process = context.Process(target=_write_part, args=job, daemon=True)
+            workers.append((process, receiver, fragments))
+            process.start()
+            sender.close()
+        for trace in report.parts[0]():
+            sink.add(trace)
+        for process, receiver, fragments in workers:
+            try:
+                outcome = receiver.recv()
+            except EOFError:
+                process.join()
+                raise ProjectionError(
+                    f"a report writer process ended with exit status {process.exitcode} "
+                    "before finishing its part; rerun the command"
+                ) from None
+            process.join()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            acc, count, transcript_names = outcome
+            for file, fragment in zip(sink.files, fragments, strict=True):
+                file.join(fragment)
+            sink.acc.merge(acc)
+            sink.traces += count
+            sink.transcripts.record(transcript_names)
+    finally:
+        for process, receiver, fragments in workers:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+            receiver.close()
+            for fragment in fragments:
+                fragment.unlink(missing_ok=True)
+
+
+def _write_part(
+    experiment: ExperimentFold,
+    part: TraceSource,
+    fragments: list[Path],
+    fmt: str,
+    transcripts: _Transcripts,
+    sender: Connection,
+) -> None:
+    """A forked writer process: one part's rows into fragments, its transcripts into the
+    shared folder; sends back the totals, the trace count and the transcript names, or
+    the error (an agentledger error as the same one-line message)."""
+    outcome: Any
+    try:
+        with ExitStack() as stack:
+            handles = [stack.enter_context(open(f, "wb", buffering=1 << 20)) for f in fragments]
+            files = [_RowFile(h, fmt, fragment=True) for h in handles]
+            own = transcripts.for_part()
+            sink = _TraceSink(experiment, files, own)
+            for trace in part():
+                sink.add(trace)
+        outcome = (sink.acc, sink.traces, own.names)
+    except KeyboardInterrupt:
+        outcome = KeyboardInterrupt()
+    except AgentLedgerError as exc:
+        outcome = ProjectionError(str(exc))
+    except OSError as exc:
+        outcome = ProjectionError(f"cannot write {exc.filename or 'the report'}: {exc.strerror}")
+    except BaseException as exc:  # a bug: its traceback, as the parent cannot show ours
+        outcome = RuntimeError("".join(traceback.format_exception(exc)))
+    try:
+        sender.send(outcome)
+    finally:
+        sender.close()
 
 
 def write_summary(folder: Path, experiment: ExperimentFold, acc: SummaryAccumulator) -> None:
@@ -164,6 +286,22 @@ class _Transcripts:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir.mkdir()
         return self
+
+    def for_part(self) -> _Transcripts:
+        """A writer into the same folder for another process's part (not entered: the
+        folder is this writer's to rename or clean up)."""
+        part = copy.copy(self)
+        part._names = set()
+        return part
+
+    @property
+    def names(self) -> set[str]:
+        """Transcripts written or kept by an update in place."""
+        return self._names
+
+    def record(self, names: set[str]) -> None:
+        """Count another part's transcripts as written (kept by the clean-up)."""
+        self._names |= names
 
     def write(self, name: str, content: bytes) -> None:
         path = self._dir / name

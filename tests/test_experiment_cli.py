@@ -54,9 +54,16 @@ def test_rebuild_after_deleting_the_folder_is_byte_identical(
     for path in sorted(folder.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
     folder.rmdir()
-    rebuilt = agentledger("report", "rebuild", experiment_id(result), cwd=project, store=store_url)
+    rebuilt = agentledger(
+        "report", "rebuild", experiment_id(result), "--jobs", "2", cwd=project, store=store_url
+    )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert folder_bytes(folder) == before
+    refused = agentledger(
+        "report", "rebuild", experiment_id(result), "--jobs", "0", cwd=project, store=store_url
+    )
+    assert refused.returncode == 2
+    assert "Invalid value for '--jobs': 0 is not in the range x>=1." in refused.stderr
 
 
 def test_parallel_rows_are_in_plan_order(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,15 @@ from projects import folder_bytes, make_project
 
 from eventstore import EventStore
 from eventstore.envelope import StoredEvent
-from projections.errors import AsOfError
-from projections.report import ReportState, load_report, resolve_as_of, stream_report
+from eventstore.errors import StoreUnavailableError
+from projections.errors import AsOfError, ProjectionError
+from projections.report import (
+    ReportState,
+    TraceSource,
+    load_report,
+    resolve_as_of,
+    stream_report,
+)
 from projections.writers import write_report
 from runner.config import Overrides, resolve_settings
 from runner.experiment import ExperimentRunner
@@ -309,3 +317,65 @@ def test_json_output_format_holds_the_same_rows_as_jsonl(tmp_path: Path) -> None
         text = (tmp_path / f"{name}.json").read_bytes()
         assert orjson.loads(text) == rows
         assert text == b"[\n" + b",\n".join(orjson.dumps(row) for row in rows) + b"\n]\n"
+
+
+def _run_experiment(store: EventStore, root: Path, fmt: str = "jsonl") -> str:
+    project = make_project(root, iterations=3, simulation={"output": {"format": fmt}})
+    settings = resolve_settings(project, None, Overrides())
+    return ExperimentRunner(store).start(prepare(settings, {})).experiment_id
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_report_written_in_parts_has_the_bytes_of_one_writer(
+    tmp_path: Path, store_url: str, fmt: str
+) -> None:
+    store = EventStore.open(store_url)
+    try:
+        experiment_id = _run_experiment(store, tmp_path / "proj", fmt)
+        write_report(load_report(store, experiment_id), tmp_path / "one")
+        cut = load_report(store, experiment_id, parts=3, min_part_events=1)
+        assert len(cut.parts) == 3
+        write_report(cut, tmp_path / "three")
+        assert folder_bytes(tmp_path / "three") == folder_bytes(tmp_path / "one")
+        assert (tmp_path / "one" / f"traces.{fmt}").exists()
+        # As of the fourth finished trace, over the existing folder: transcripts updated in
+        # place by every part, the ones not finished by then removed.
+        events = store.read_all(correlation_id=experiment_id)
+        finished = [e.position for e in events if e.type == "TraceCompleted"]
+        write_report(load_report(store, experiment_id, finished[3]), tmp_path / "as-of")
+        cut = load_report(store, experiment_id, finished[3], parts=3, min_part_events=1)
+        write_report(cut, tmp_path / "three")
+        assert len(list((tmp_path / "three" / "transcripts").iterdir())) == 4
+        assert folder_bytes(tmp_path / "three") == folder_bytes(tmp_path / "as-of")
+    finally:
+        store.close()
+
+
+def _fails_in_one_line() -> Iterator[Any]:
+    raise StoreUnavailableError("cannot read store x.db: disk I/O error")
+
+
+def _dies() -> Iterator[Any]:
+    os._exit(3)
+
+
+@pytest.mark.parametrize(
+    ("part", "message"),
+    [
+        (_fails_in_one_line, "cannot read store x.db: disk I/O error"),
+        (_dies, "ended with exit status 3 before finishing its part"),
+    ],
+)
+def test_a_failing_part_fails_the_report_and_leaves_nothing_half_written(
+    tmp_path: Path, part: TraceSource, message: str
+) -> None:
+    store = EventStore.open(str(tmp_path / "ledger.db"))
+    try:
+        experiment_id = _run_experiment(store, tmp_path / "proj")
+        cut = load_report(store, experiment_id, parts=2, min_part_events=1)
+        cut.parts = [cut.parts[0], part]
+        with pytest.raises(ProjectionError, match=message):
+            write_report(cut, tmp_path / "out")
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    finally:
+        store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -169,6 +170,25 @@ def test_fold_reads_match_full_reads_page_by_page(store: EventStore) -> None:
         ]
         assert [tuple(e) for e in store.read_prefix_folds("trace-x-", **kwargs)] == full
         assert len(full) == (12 if "until" not in kwargs else 10)
+
+
+def test_split_prefix_cuts_between_streams_into_runs_of_about_as_many_events(
+    store: EventStore,
+) -> None:
+    for n in range(10):
+        store.append(f"trace-x-{n}", [observation(i) for i in range(3)])
+    store.append("trace-y-0", [observation(0)])  # outside the prefix
+    assert store.split_prefix("trace-x-", 3) == ["trace-x-3", "trace-x-6"]
+    assert store.split_prefix("trace-x-", 3, min_events=15) == ["trace-x-5"]
+    assert store.split_prefix("trace-x-", 1) == []
+    assert store.split_prefix("trace-z-", 4) == []
+    # More parts than streams: one stream per run, none empty.
+    many = store.split_prefix("trace-x-", 100)
+    assert many == [f"trace-x-{n}" for n in range(1, 10)]
+    bounds = [None, *many, None]
+    runs = [list(store.read_prefix_folds("trace-x-", streams=pair)) for pair in pairwise(bounds)]
+    assert all(runs)
+    assert [e for run in runs for e in run] == list(store.read_prefix_folds("trace-x-"))
 
 
 def test_a_forked_child_has_its_own_append_lock_and_connection(pg_cluster) -> None:
