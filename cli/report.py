@@ -57,7 +57,8 @@ def rebuild(
     from projections.report import load_report, resolve_as_of
     from projections.writers import write_report
 
-    parts = jobs or len(os.sched_getaffinity(0))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    parts = jobs or (len(usable) if usable else os.cpu_count() or 1)
     with state.open_store(create=False) as store:
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())

@@ -16,6 +16,7 @@ import copy
 import multiprocessing
 import os
 import shutil
+import signal
 import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -43,6 +44,8 @@ from projections.transcripts import trace_transcript
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 TRANSCRIPTS = "transcripts"
+_STOP_WAIT_S = 10.0
+"""How long a writer process gets to stop after an interrupt before it is killed."""
 _MULTI_TURN_ONLY = ("conversation_state", "termination_reason", "turn_count", "conversation")
 
 
@@ -155,8 +158,23 @@ def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
 
     A report cut into ``parts`` is written by as many processes: this one writes the first
     part, a forked process each other one, and their rows are joined in order, so the
-    files are byte for byte those of one process.
+    files are byte for byte those of one process. A file that cannot be written raises
+    ``ProjectionError`` naming it.
     """
+    try:
+        return _write_report(report, folder)
+    except OSError as exc:
+        raise _cannot_write(folder, exc) from None
+
+
+def _cannot_write(folder: Path, exc: OSError) -> ProjectionError:
+    return ProjectionError(
+        f"cannot write the report into {folder}: {exc.strerror or exc} ({exc.filename}); "
+        "choose a writable folder (--output-dir) or free some space"
+    )
+
+
+def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     config = report.experiment.config
     fmt = str(config.get("output_format", "jsonl"))
     ext = "json" if fmt == "json" else "jsonl"
@@ -167,7 +185,7 @@ def write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     with _Transcripts(folder / TRANSCRIPTS) as transcripts, ExitStack() as stack:
         handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
         sink = _TraceSink(report.experiment, [_RowFile(h, fmt) for h in handles], transcripts)
-        if len(report.parts) > 1:
+        if len(report.parts) > 1 and "fork" in multiprocessing.get_all_start_methods():
             _write_parts(report, folder, names, fmt, sink)
         else:
             for trace in report.traces:
@@ -218,6 +236,9 @@ def _write_parts(
             sink.transcripts.record(transcript_names)
     finally:
         for process, receiver, fragments in workers:
+            if process.is_alive():  # this process failed: stop the others the way Ctrl-C
+                os.kill(process.pid, signal.SIGINT)  # does, so they remove their temp files
+                process.join(_STOP_WAIT_S)
             if process.is_alive():
                 process.terminate()
             process.join()
@@ -252,7 +273,7 @@ def _write_part(
     except AgentLedgerError as exc:
         outcome = ProjectionError(str(exc))
     except OSError as exc:
-        outcome = ProjectionError(f"cannot write {exc.filename or 'the report'}: {exc.strerror}")
+        outcome = _cannot_write(fragments[0].parent, exc)
     except BaseException as exc:  # a bug: its traceback, as the parent cannot show ours
         outcome = RuntimeError("".join(traceback.format_exception(exc)))
     try:

@@ -64,6 +64,17 @@ def test_rebuild_after_deleting_the_folder_is_byte_identical(
     )
     assert refused.returncode == 2
     assert "Invalid value for '--jobs': 0 is not in the range x>=1." in refused.stderr
+    (tmp_path / "a-file").write_text("")
+    unwritable = tmp_path / "a-file" / "report"
+    refused = agentledger(
+        "report", "rebuild", experiment_id(result), "--output-dir", str(unwritable),
+        cwd=project, store=store_url,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"Error: cannot write the report into {unwritable}: Not a directory ({unwritable}); "
+        "choose a writable folder (--output-dir) or free some space\n"
+    )
 
 
 def test_parallel_rows_are_in_plan_order(tmp_path: Path) -> None:
