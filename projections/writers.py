@@ -278,6 +278,8 @@ def _write_part(
         outcome = RuntimeError("".join(traceback.format_exception(exc)))
     try:
         sender.send(outcome)
+    except BaseException:
+        pass  # the parent stopped reading: it failed or was interrupted
     finally:
         sender.close()
 
