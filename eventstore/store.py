@@ -197,6 +197,9 @@ class _DriverSQL:
 
 _SQL = {"sqlite": _DriverSQL("?"), "postgresql": _DriverSQL("%s")}
 
+_IDLE_CHECK_S = 30.0
+"""PostgreSQL: an append connection unused this long is checked before it is used."""
+
 _APPEND_ATTEMPTS = 50
 """PostgreSQL: how often an append is hashed again after its streams moved under it."""
 
@@ -322,9 +325,21 @@ class _AppendChannel:
         self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._connection: Any = None
         self._cursor: Any = None
+        self._used_at = 0.0
 
     def cursor(self) -> Any:
-        """The appends' cursor, connecting first if needed. Call with ``lock`` held."""
+        """The appends' cursor, connecting first if needed; after ``_IDLE_CHECK_S`` unused,
+        checked with a round trip first (a server or firewall may have dropped an idle
+        connection, and a failure then is safe to retry: nothing was sent). Call with
+        ``lock`` held."""
+        now = time.monotonic()
+        if self._cursor is not None and now - self._used_at > _IDLE_CHECK_S:
+            try:
+                self._cursor.execute("SELECT 1")
+                self._cursor.fetchall()
+            except Exception:
+                self.discard()
+        self._used_at = now
         if self._cursor is None:
             connection = self._engine.raw_connection()
             driver = connection.driver_connection

@@ -234,14 +234,10 @@ def test_text_array_literals_quote_every_value_and_keep_nulls() -> None:
     assert _text_array(["x\x00y", "z"]) == '{"x\x00y","z"}'
 
 
-def test_an_append_on_a_dropped_connection_fails_in_one_line_and_the_next_reconnects(
-    pg_cluster,
-) -> None:
+def _drop_other_connections(url: str) -> None:
+    """End every session of the database but this one, as a server restart would."""
     import psycopg
 
-    url = pg_cluster.create_database()
-    store = EventStore.open(url)
-    store.append("trace-a", [started(0)])  # opens the append connection
     others = (
         "SELECT pid FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -251,10 +247,34 @@ def test_an_append_on_a_dropped_connection_fails_in_one_line_and_the_next_reconn
         deadline = time.monotonic() + 30
         while admin.execute(others).fetchall() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def test_an_append_on_a_dropped_connection_fails_in_one_line_and_the_next_reconnects(
+    pg_cluster,
+) -> None:
+    url = pg_cluster.create_database()
+    store = EventStore.open(url)
+    store.append("trace-a", [started(0)])  # opens the append connection
+    _drop_other_connections(url)
     with pytest.raises(StoreUnavailableError) as caught:
         store.append("trace-a", [observation(1)])
     assert "\n" not in str(caught.value)
     store.append("trace-a", [observation(2)])
+    assert [e.stream_version for e in store.read_stream("trace-a")] == [1, 2]
+    store.close()
+
+
+def test_an_idle_append_connection_that_was_dropped_is_replaced_before_use(
+    pg_cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventstore.store
+
+    url = pg_cluster.create_database()
+    store = EventStore.open(url)
+    store.append("trace-a", [started(0)])
+    _drop_other_connections(url)
+    monkeypatch.setattr(eventstore.store, "_IDLE_CHECK_S", 0.0)  # as if idle for long
+    store.append("trace-a", [observation(1)])  # checked, found dropped, reopened
     assert [e.stream_version for e in store.read_stream("trace-a")] == [1, 2]
     store.close()
 
