@@ -68,7 +68,8 @@ def rebuild(
     point = f" as of position {until}" if until is not None else ""
     click.echo(
         f"Rebuilt {written.traces} traces of experiment {ref.experiment_id}{point} "
-        f"into {folder} ({loaded.experiment.status})"
+        f"into {folder} ({loaded.experiment.status}"
+        f"{f'; {written.processes} processes' if written.processes > 1 else ''})"
     )
 
 

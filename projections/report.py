@@ -54,10 +54,15 @@ def stream_report(
 
     ``trace_events`` is consumed lazily while the report's traces are iterated.
     """
+    return ExperimentReport(fold_experiment(experiment_events), fold_traces(trace_events))
+
+
+def fold_experiment(events: Iterable[FoldableEvent]) -> ExperimentFold:
+    """The experiment stream's events folded."""
     experiment = ExperimentFold()
-    for ev in experiment_events:
+    for ev in events:
         experiment.apply(ev)
-    return ExperimentReport(experiment, fold_traces(trace_events))
+    return experiment
 
 
 def fold_traces(trace_events: Iterable[FoldableEvent]) -> Iterator[TraceFold]:
@@ -185,8 +190,8 @@ def load_report(
         return stream_report(experiment_events, store.read_prefix_folds(prefix, until=until))
     bounds: list[str | None] = [None, *cuts, None]
     sources = [partial(_read_traces, store, prefix, until, pair) for pair in pairwise(bounds)]
-    experiment = stream_report(experiment_events, ()).experiment
-    return ExperimentReport(experiment, chain.from_iterable(s() for s in sources), sources)
+    traces = chain.from_iterable(source() for source in sources)
+    return ExperimentReport(fold_experiment(experiment_events), traces, sources)
 
 
 def _read_traces(

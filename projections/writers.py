@@ -119,6 +119,8 @@ class WrittenReport:
     folder: Path
     files: list[str] = field(default_factory=list)
     traces: int = 0
+    processes: int = 1
+    """How many processes wrote it (one per part of a cut report)."""
 
 
 def _summary_line(trace: TraceFold) -> dict[str, Any]:
@@ -185,7 +187,8 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     with _Transcripts(folder / TRANSCRIPTS) as transcripts, ExitStack() as stack:
         handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
         sink = _TraceSink(report.experiment, [_RowFile(h, fmt) for h in handles], transcripts)
-        if len(report.parts) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        parallel = len(report.parts) > 1 and "fork" in multiprocessing.get_all_start_methods()
+        if parallel:
             _write_parts(report, folder, names, fmt, sink)
         else:
             for trace in report.traces:
@@ -195,7 +198,8 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     with atomic_file(folder / CONFIG) as handle:
         handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
     write_summary(folder, report.experiment, sink.acc)
-    return WrittenReport(folder, [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"], sink.traces)
+    files = [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"]
+    return WrittenReport(folder, files, sink.traces, len(report.parts) if parallel else 1)
 
 
 def _write_parts(

@@ -300,3 +300,89 @@ def test_config_snapshot_is_redacted_in_the_store_and_the_folder(tmp_path: Path)
     assert b"sk-live" not in (project / ".agentledger" / "ledger.db").read_bytes()
     for data in folder_bytes(output_folder(result)).values():
         assert b"sk-live" not in data
+
+
+def _large_experiment(path: Path, traces: int, observations: int) -> str:
+    """An experiment of ``traces`` x (``observations`` + 2) events written straight to a
+    SQLite store: big enough for a rebuild to be cut into parts."""
+    from eventstore.payloads import (
+        ExperimentCompleted,
+        ExperimentPlan,
+        ExperimentStarted,
+        ObservationRecorded,
+        PlanInput,
+        TraceCompleted,
+        TraceStarted,
+    )
+    from eventstore.store import NO_STREAM, AppendRequest
+    from eventstore.streams import experiment_stream, trace_stream
+
+    name = "large0000001"
+    meta = {"correlation_id": name}
+    plan = ExperimentPlan(
+        inputs=[PlanInput(index=0, input="hi")], iterations=traces, total_runs=traces
+    )
+    store = EventStore.open(str(path))
+    started = ExperimentStarted(
+        experiment_id=name, name="large", config={"name": "large"}, plan=plan, seed=1,
+        output_dir=str(path.parent / "out"),
+    )  # fmt: skip
+    store.append(experiment_stream(name), [started], expected_version=NO_STREAM, metadata=meta)
+    requests = []
+    for slot in range(traces):
+        trace_id = f"{name}-{slot:06d}"
+        events = [
+            TraceStarted(
+                experiment_id=name, trace_id=trace_id, slot=slot, input_index=0,
+                iteration=slot, input="hi", seed=slot,
+            ),
+            *(
+                ObservationRecorded(
+                    observation_id=f"{trace_id}:{n}", kind="event", name="step",
+                    timestamp="2026-01-01T00:00:00.000000Z", data={"n": n},
+                )
+                for n in range(observations)
+            ),
+            TraceCompleted(output=f"answer {slot}", duration_ms=float(slot % 7)),
+        ]  # fmt: skip
+        requests.append(AppendRequest(trace_stream(trace_id), tuple(events), NO_STREAM, meta))
+    for start in range(0, traces, 100):
+        store.append_batch(requests[start : start + 100])
+    done = ExperimentCompleted(experiment_id=name, total_traces=traces, successful=traces, failed=0)
+    store.append(experiment_stream(name), [done], metadata=meta)
+    store.close()
+    return name
+
+
+def test_rebuild_of_a_large_experiment_in_two_processes_matches_one(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    name = _large_experiment(db, traces=1000, observations=98)  # 100,002 events
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = agentledger(
+        "report",
+        "rebuild",
+        name,
+        "--jobs",
+        "1",
+        "--output-dir",
+        str(one),
+        cwd=tmp_path,
+        store=str(db),
+    )
+    assert single.returncode == 0, single.stderr
+    assert single.stdout.endswith("(completed)\n")
+    double = agentledger(
+        "report",
+        "rebuild",
+        name,
+        "--jobs",
+        "2",
+        "--output-dir",
+        str(two),
+        cwd=tmp_path,
+        store=str(db),
+    )
+    assert double.returncode == 0, double.stderr
+    assert double.stdout.endswith("(completed; 2 processes)\n")
+    assert folder_bytes(two) == folder_bytes(one)
+    assert len(list((two / "transcripts").iterdir())) == 1000
