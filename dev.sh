@@ -16,7 +16,7 @@ setup() {
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         echo "Installing agentledger and its dependencies into $VENV ..." >&2
         if ! { "$VENV/bin/python" -m pip install --quiet --upgrade pip \
-               && "$VENV/bin/python" -m pip install --quiet -e '.[dev]'; } >"$VENV/install.log" 2>&1; then
+               && "$VENV/bin/python" -m pip install --quiet -e '.[dev,postgres]'; } >"$VENV/install.log" 2>&1; then
             cat "$VENV/install.log" >&2
             exit 1
         fi
@@ -26,8 +26,7 @@ setup() {
     # turn off (PYTHONDONTWRITEBYTECODE): every command would then compile the whole
     # package again on start. Compile it here, as pip does for a regular install (quick
     # when nothing changed).
-    "$VENV/bin/python" -m compileall -q -j 0 eventstore projections runner cli migrations \
-        agentledger >/dev/null
+    "$VENV/bin/python" -m compileall -q -j 0 agentledger >/dev/null
 }
 
 postgres_binaries() {

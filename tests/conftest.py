@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from modelserver import ModelServer
-from pgserver import PostgresCluster, find_bindir
-
-from eventstore import EventStore
+from agentledger.eventstore import EventStore
+from tests.support.modelserver import ModelServer
+from tests.support.pgserver import PostgresCluster, find_bindir
 
 BACKENDS = ["sqlite", "postgresql"]
 

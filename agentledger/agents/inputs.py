@@ -1,0 +1,162 @@
+"""The input of a ``run agent`` call, merged from flags, ``-i`` values, files and stdin.
+
+Every source yields either an object (merged into the input, later sources winning) or
+text (the user's message, stored under the agent's ``input_key``, else ``message``):
+
+- ``--<field> VALUE`` flags made from the agent's ``input_schema`` (integers, numbers,
+  booleans as ``--flag``/``--no-flag``, arrays by repeating the flag; ``@file`` reads a
+  file: its text for a string field, parsed by its extension for any other);
+- ``-i/--input`` values: ``@file`` (parsed as JSON or YAML by ``--format`` or the file's
+  extension, else its text), a JSON object, or plain text;
+- stdin when it is piped, parsed by ``--format`` (text by default).
+
+Required fields of the input schema are checked after merging, whatever the source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from agentledger.agents.project import Agent
+from agentledger.errors import ConfigError
+
+JsonDict = dict[str, Any]
+FORMATS = ("text", "json", "yaml")
+
+
+def message_key(agent: Agent) -> str:
+    return agent.input_key or "message"
+
+
+def _parse(text: str, fmt: str, where: str) -> Any:
+    if fmt == "json":
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{where}: not valid JSON ({exc}); fix it or use --format text"
+            ) from None
+    if fmt == "yaml":
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"{where}: not valid YAML; fix it or use --format text") from None
+    return text
+
+
+def _file_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    return {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(path.suffix.lower(), "text")
+
+
+def _merge(values: JsonDict, item: Any, agent: Agent, where: str) -> None:
+    if isinstance(item, dict):
+        values.update(item)
+    elif isinstance(item, str):
+        values[message_key(agent)] = item
+    else:
+        raise ConfigError(f"{where}: expected an object or text, got {type(item).__name__}")
+
+
+def schema_flags(agent: Agent, args: list[str]) -> JsonDict:
+    """Values from ``--field`` flags named after the agent's input schema properties."""
+    properties: JsonDict = (agent.input_schema or {}).get("properties") or {}
+    values: JsonDict = {}
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument {arg!r}; input goes in -i/--input or --<field>")
+        name = arg[2:].replace("-", "_")
+        negated = name.startswith("no_") and name[3:] in properties
+        field = name[3:] if negated else name
+        schema = properties.get(field)
+        if schema is None:
+            known = ", ".join(f"--{p.replace('_', '-')}" for p in properties) or "none"
+            raise ConfigError(
+                f"no such option {arg}; the agent {agent.name}'s input fields are: {known}"
+            )
+        kind = schema.get("type", "string")
+        if kind == "boolean":
+            values[field] = not negated
+            position += 1
+            continue
+        if position + 1 >= len(args):
+            raise ConfigError(f"{arg} needs a value")
+        raw = args[position + 1]
+        position += 2
+        if raw.startswith("@"):
+            # @file: its text for a string field, parsed by its extension for any other.
+            path = Path(raw[1:])
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise ConfigError(f"{arg} {raw}: file {path.resolve()} not found") from None
+            if kind == "string":
+                values[field] = text
+            else:
+                values[field] = _parse(text, _file_format(path, None), f"{arg} {raw}")
+            continue
+        item_kind = (schema.get("items") or {}).get("type", "string") if kind == "array" else kind
+        try:
+            value: Any = (
+                int(raw) if item_kind == "integer" else float(raw) if item_kind == "number" else raw
+            )
+        except ValueError:
+            raise ConfigError(
+                f"{arg} {raw!r}: expected {'an' if item_kind == 'integer' else 'a'} {item_kind}"
+            ) from None
+        if kind == "array":
+            values.setdefault(field, []).append(value)
+        else:
+            values[field] = value
+    return values
+
+
+def gather_input(
+    agent: Agent,
+    inputs: list[str],
+    fmt: str | None,
+    stdin_text: str | None,
+    flags: JsonDict,
+    cwd: Path,
+    *,
+    check_required: bool = True,
+) -> JsonDict:
+    """The merged input: stdin first, then each ``-i`` in order, then schema flags."""
+    values: JsonDict = {}
+    if stdin_text is not None and stdin_text.strip():
+        _merge(values, _parse(stdin_text, fmt or "text", "stdin"), agent, "stdin")
+    for item in inputs:
+        if item.startswith("@"):
+            path = (cwd / item[1:]).resolve()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise ConfigError(f"-i {item}: file {path} not found") from None
+            where = f"-i {item}"
+            _merge(values, _parse(text, _file_format(path, fmt), where), agent, where)
+        elif item.lstrip().startswith("{"):
+            _merge(values, _parse(item, "json", f"-i {item[:40]}"), agent, "-i")
+        else:
+            _merge(values, item, agent, "-i")
+    values.update(flags)
+    missing = missing_fields(agent, values) if check_required else []
+    if missing:
+        flags_hint = " ".join(f"--{m.replace('_', '-')}" for m in missing)
+        raise ConfigError(
+            f"agent {agent.name} needs input field(s) {', '.join(missing)}: pass {flags_hint}, "
+            "-i with a JSON object or @file, or pipe it on stdin"
+        )
+    return values
+
+
+def missing_fields(agent: Agent, values: JsonDict) -> list[str]:
+    """Required input-schema fields ``values`` lacks."""
+    required = (agent.input_schema or {}).get("required") or []
+    return [field for field in required if field not in values]

@@ -1,0 +1,288 @@
+"""Verification of the hash chains and experiment seals: what ``agentledger verify`` runs.
+
+Each stream is walked in version order. A problem is classified by what still holds
+around it, so the report names what happened, not only where:
+
+* deleted   - a version is missing from the stream, or a sealed stream lost its tail;
+* reordered - positions do not rise with versions (two events swapped places);
+* modified  - an event no longer matches its hash while its successor still chains to it;
+* inserted  - an event does not chain, but its successor chains straight past it to its
+  predecessor; or a sealed stream grew after its experiment completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from agentledger.events.payloads import final_outcome
+from agentledger.events.streams import experiment_traces_prefix
+from agentledger.eventstore.envelope import GENESIS_HASH
+from agentledger.eventstore.store import EventStore, RawEvent
+
+ProblemKind = Literal["modified", "deleted", "inserted", "reordered"]
+
+
+@dataclass(frozen=True)
+class IntegrityProblem:
+    """One broken link, named by the event (or gap) where it shows."""
+
+    kind: ProblemKind
+    stream_id: str
+    position: int | None
+    stream_version: int
+    event_id: str | None
+    detail: str
+
+    def describe(self) -> str:
+        where = f"{self.stream_id} v{self.stream_version}"
+        if self.position is not None:
+            where += f" (position {self.position}, event {self.event_id})"
+        return f"{self.kind}: {where}: {self.detail}"
+
+
+@dataclass
+class VerificationReport:
+    """Result of a verification run: how much was checked and what was wrong."""
+
+    streams: int = 0
+    events: int = 0
+    seals: int = 0
+    problems: list[IntegrityProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _group_streams(rows: Iterable[RawEvent]) -> Iterator[list[RawEvent]]:
+    current: list[RawEvent] = []
+    for row in rows:
+        if current and row.stream_id != current[0].stream_id:
+            yield current
+            current = []
+        current.append(row)
+    if current:
+        yield current
+
+
+def check_stream(stream: list[RawEvent]) -> IntegrityProblem | None:
+    """The first problem in one stream's events (given in version order), if any."""
+    hashes = [GENESIS_HASH]  # hashes[i] is what event i should chain from
+    prev: RawEvent | None = None
+    for index, event in enumerate(stream):
+        expected_version = prev.stream_version + 1 if prev else 1
+        if event.stream_version != expected_version:
+            return IntegrityProblem(
+                "deleted",
+                event.stream_id,
+                None,
+                expected_version,
+                None,
+                f"version {expected_version} is missing before event {event.event_id} "
+                f"(v{event.stream_version}, position {event.position})",
+            )
+        prev_hash = hashes[-1]
+        if event.expected_hash(prev_hash) != event.hash:
+            return _classify_break(stream, index, hashes)
+        if prev is not None and event.position <= prev.position:
+            return _problem(
+                "reordered",
+                event,
+                f"stored at position {event.position}, before v{prev.stream_version} "
+                f"at position {prev.position}",
+            )
+        hashes.append(event.hash)
+        prev = event
+    return None
+
+
+def _problem(kind: ProblemKind, event: RawEvent, detail: str) -> IntegrityProblem:
+    return IntegrityProblem(
+        kind, event.stream_id, event.position, event.stream_version, event.event_id, detail
+    )
+
+
+def _classify_break(stream: list[RawEvent], index: int, hashes: list[str]) -> IntegrityProblem:
+    """Name what happened where event ``index`` fails to chain from ``hashes[-1]``."""
+    event = stream[index]
+    prev_hash = hashes[-1]
+    following = stream[index + 1] if index + 1 < len(stream) else None
+    if index >= 1 and event.expected_hash(hashes[-2]) == event.hash:
+        # This event chains from the one before its predecessor: the predecessor was added.
+        return _problem(
+            "inserted",
+            stream[index - 1],
+            "not part of the chain: the next event links straight past it",
+        )
+    if following is not None:
+        if (
+            following.expected_hash(prev_hash) == following.hash
+            and event.expected_hash(following.hash) == event.hash
+        ):
+            return _problem(
+                "reordered",
+                event,
+                f"swapped with v{following.stream_version} (event {following.event_id})",
+            )
+        if following.expected_hash(prev_hash) == following.hash:
+            return _problem(
+                "inserted", event, "not part of the chain: the next event links straight past it"
+            )
+        if following.expected_hash(event.hash) == following.hash:
+            return _problem("modified", event, "content no longer matches its hash")
+    return _problem(
+        "modified",
+        event,
+        "does not chain from the previous event (modified, or an event around it was "
+        "inserted or deleted)",
+    )
+
+
+def seal_digest(heads: Iterable[tuple[str, int, str]]) -> tuple[int, str]:
+    """(how many, SHA-256) over trace stream heads given in stream id order: the seal an
+    ``ExperimentCompleted`` records and verify recomputes."""
+    digest = hashlib.sha256()
+    count = 0
+    for stream_id, version, head_hash in heads:
+        digest.update(f"{stream_id}\x1f{version}\x1f{head_hash}\n".encode())
+        count += 1
+    return count, digest.hexdigest()
+
+
+_FINAL_TYPES = ("TraceCompleted", "TraceFailed")
+
+
+def _document(event: RawEvent) -> dict[str, Any]:
+    """An event's data, or nothing when it is not a JSON object (its hash says the rest)."""
+    try:
+        data = orjson.loads(event.data_json)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """What verify keeps of each stream: its head, and what a seal check needs."""
+
+    version: int
+    hash: str
+    final: bool
+    """The last event ends a trace for good (TraceCompleted, or a TraceFailed that is not
+    an interruption): every trace of a completed experiment ends so."""
+    last_position: int
+
+
+def _tail(stream: list[RawEvent]) -> _Tail:
+    last = stream[-1]
+    final = last.type in _FINAL_TYPES and final_outcome(last.type, _document(last)) is not None
+    return _Tail(last.stream_version, last.hash, final, max(event.position for event in stream))
+
+
+def verify(store: EventStore, correlation_id: str | None = None) -> VerificationReport:
+    """Check every stream chain (of one experiment or session, when given) and every seal."""
+    report = VerificationReport()
+    tails: dict[str, _Tail] = {}
+    completions: list[tuple[RawEvent, dict[str, Any]]] = []
+    for stream in _group_streams(store.read_streams_raw(correlation_id)):
+        report.streams += 1
+        report.events += len(stream)
+        problem = check_stream(stream)
+        if problem is not None:
+            report.problems.append(problem)
+        tails[stream[0].stream_id] = _tail(stream)
+        for event in stream:
+            if event.type == "ExperimentCompleted":
+                completions.append((event, _document(event)))
+    for completion, data in completions:
+        if data.get("seal") is not None:
+            report.seals += 1
+            report.problems += _check_seal(completion, data, tails)
+        seals = data.get("seals") or {}
+        if not isinstance(seals, dict) or not all(_is_trace_seal(s) for s in seals.values()):
+            report.problems.append(_problem("modified", completion, "its seals are malformed"))
+            continue
+        for stream_id, seal in sorted(seals.items()):
+            report.seals += 1
+            head = tails.get(stream_id)
+            if head is None and correlation_id is not None:
+                version_now, hash_now = store.stream_head(stream_id)
+            else:
+                version_now, hash_now = (head.version, head.hash) if head else (0, GENESIS_HASH)
+            problem = _check_trace_seal(completion, stream_id, seal, version_now, hash_now)
+            if problem is not None:
+                report.problems.append(problem)
+    report.problems.sort(key=lambda p: (p.position is None, p.position or 0, p.stream_id))
+    return report
+
+
+def _check_seal(
+    completion: RawEvent, data: dict[str, Any], tails: dict[str, _Tail]
+) -> list[IntegrityProblem]:
+    """Problems with a digest seal: the traces that explain a mismatch, if it mismatches."""
+    sealed = data.get("sealed_traces")
+    if not isinstance(sealed, int) or not isinstance(data["seal"], str):
+        return [_problem("modified", completion, "its seal is not a trace count and a digest")]
+    prefix = experiment_traces_prefix(str(data.get("experiment_id")))
+    traces = sorted(s for s in tails if s.startswith(prefix))
+    count, digest = seal_digest((s, tails[s].version, tails[s].hash) for s in traces)
+    if (count, digest) == (sealed, data["seal"]):
+        return []
+    by = f"the seal of {completion.stream_id} (event {completion.event_id})"
+    problems = []
+    for stream_id in traces:
+        tail = tails[stream_id]
+        if tail.last_position > completion.position:
+            detail = f"grew after {by}: its last event is at position {tail.last_position}"
+            problems.append(
+                IntegrityProblem("inserted", stream_id, None, tail.version, None, detail)
+            )
+        elif not tail.final:
+            detail = (
+                f"lost its tail after {by}: it ends at version {tail.version} without a "
+                "final TraceCompleted or TraceFailed"
+            )
+            problems.append(
+                IntegrityProblem("deleted", stream_id, None, tail.version, None, detail)
+            )
+    if count < sealed:
+        detail = f"{sealed - count} of the {sealed} trace streams it sealed are gone"
+        problems.append(_problem("deleted", completion, detail))
+    if not problems:
+        detail = (
+            f"the heads of the experiment's {count} trace streams no longer match its seal "
+            f"({sealed} sealed): a trace was rewritten or added after completion"
+        )
+        problems.append(_problem("modified", completion, detail))
+    return problems
+
+
+def _is_trace_seal(seal: Any) -> bool:
+    return isinstance(seal, dict) and isinstance(seal.get("version"), int)
+
+
+def _check_trace_seal(
+    completion: RawEvent, stream_id: str, seal: dict[str, Any], version_now: int, hash_now: str
+) -> IntegrityProblem | None:
+    """A problem with one entry of a per-trace seal (completions recorded before digests)."""
+    version = int(seal["version"])
+    if (version_now, hash_now) == (version, seal.get("hash")):
+        return None
+    if version_now < version:
+        kind: ProblemKind = "deleted"
+        detail = (
+            f"sealed at version {version} by {completion.event_id}, "
+            f"now ends at version {version_now}"
+        )
+    elif version_now > version:
+        kind = "inserted"
+        detail = f"grew to version {version_now} after being sealed at version {version}"
+    else:
+        kind = "modified"
+        detail = "last event differs from the one sealed at completion"
+    return IntegrityProblem(kind, stream_id, None, max(version, version_now), None, detail)

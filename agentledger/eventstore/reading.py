@@ -1,0 +1,380 @@
+"""Reading the log: ordered reads, stream reads, heads, and following new events.
+
+``StoreReader`` is the read half of ``EventStore``. Every paged read goes through one
+keyset pager (``pager.keyset_pages``), each page in its own short read transaction, so
+memory stays flat and no transaction is held open while the caller works. Positions are
+assigned in commit order (see ``store.py``), so reading by position never skips an event
+that commits later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Connection, Engine
+
+from agentledger.eventstore.appending import DriverSQL
+from agentledger.eventstore.envelope import GENESIS_HASH, FoldEvent, StoredEvent
+from agentledger.eventstore.pager import keyset_pages
+from agentledger.eventstore.rows import (
+    COLUMN_LIST,
+    COLUMNS,
+    FOLD_COLUMN_LIST,
+    RawEvent,
+    decode_row,
+    fold_row,
+    raw_row,
+)
+from agentledger.eventstore.schema import events
+
+Row = Sequence[Any]
+
+
+def prefix_upper(prefix: str) -> str:
+    """The smallest string above every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class StoreReader:
+    """The read operations of an ``EventStore`` (which provides the engine and ``_read``)."""
+
+    _engine: Engine
+    _sql: DriverSQL
+
+    @property
+    def backend(self) -> str:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _driver_rows(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Rows of one driver statement in a short read transaction (no SQLAlchemy
+        compilation or result wrapping: the hot read paths)."""
+        with self._read() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+
+    def _core_rows(self, stmt: Any) -> list[Row]:
+        with self._read() as conn:
+            return list(conn.execute(stmt).all())
+
+    def _head(self, conn: Connection, stream_id: str) -> tuple[int, str]:
+        row = conn.exec_driver_sql(self._sql.head, (stream_id,)).first()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def _max_position(self, conn: Connection) -> int:
+        return int(conn.exec_driver_sql(self._sql.max_position).scalar_one())
+
+    # --- in position order ----------------------------------------------------------------
+
+    def read_all(
+        self,
+        after: int = 0,
+        *,
+        until: int | None = None,
+        stream_id: str | None = None,
+        types: Sequence[str] | None = None,
+        correlation_id: str | None = None,
+        page_size: int = 2000,
+    ) -> Iterator[StoredEvent]:
+        """Events with ``after < position <= until`` in position order, in keyset pages."""
+        for page in self._position_pages(after, until, stream_id, types, correlation_id, page_size):
+            yield from map(decode_row, page)
+
+    def read_raw(
+        self, after: int = 0, *, until: int | None = None, page_size: int = 2000
+    ) -> Iterator[RawEvent]:
+        """Like ``read_all`` but with JSON left as stored text (export, hashing)."""
+        for page in self._position_pages(after, until, None, None, None, page_size):
+            yield from map(raw_row, page)
+
+    def _position_pages(
+        self,
+        after: int,
+        until: int | None,
+        stream_id: str | None,
+        types: Sequence[str] | None,
+        correlation_id: str | None,
+        page_size: int,
+    ) -> Iterator[Sequence[Row]]:
+        if until is None and stream_id is None and not types and correlation_id is None:
+            # Unfiltered: the hot path, one prepared driver statement.
+            return keyset_pages(
+                lambda last, n: self._driver_rows(self._sql.page, (last, n)),
+                lambda row: row[0],
+                after,
+                page_size,
+            )
+        conditions = []
+        if until is not None:
+            conditions.append(events.c.position <= until)
+        if stream_id is not None:
+            conditions.append(events.c.stream_id == stream_id)
+        if types:
+            conditions.append(events.c.type.in_(list(types)))
+        if correlation_id is not None:
+            conditions.append(events.c.correlation_id == correlation_id)
+
+        def fetch(last: int, n: int) -> list[Row]:
+            return self._core_rows(
+                select(*COLUMNS)
+                .where(events.c.position > last, *conditions)
+                .order_by(events.c.position)
+                .limit(n)
+            )
+
+        return keyset_pages(fetch, lambda row: row[0], after, page_size)
+
+    def count(self, *, correlation_id: str, types: Sequence[str]) -> int:
+        """How many events of these types the experiment or session has."""
+        stmt = select(func.count()).where(
+            events.c.correlation_id == correlation_id, events.c.type.in_(list(types))
+        )
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    # --- in stream order ------------------------------------------------------------------
+
+    def read_prefix(
+        self, prefix: str, *, until: int | None = None, page_size: int = 2000
+    ) -> Iterator[StoredEvent]:
+        """Events of every stream whose id starts with ``prefix``, ordered by (stream id,
+        version): each stream whole, streams in id order, in keyset pages over the stream
+        index."""
+        pages = self._prefix_pages(prefix, until, page_size, COLUMN_LIST, 2, (None, None))
+        for page in pages:
+            yield from map(decode_row, page)
+
+    def read_prefix_folds(
+        self,
+        prefix: str,
+        *,
+        until: int | None = None,
+        page_size: int = 2000,
+        streams: tuple[str | None, str | None] = (None, None),
+    ) -> Iterator[FoldEvent]:
+        """``read_prefix`` as projections need it: ``FoldEvent``s (no ids, metadata or
+        hashes), the hot path of a report rebuild. ``streams`` narrows it to the stream ids
+        from its first item (inclusive) to its second (exclusive); None leaves a side open.
+        """
+        pages = self._prefix_pages(prefix, until, page_size, FOLD_COLUMN_LIST, 1, streams)
+        for page in pages:
+            yield from map(fold_row, page)
+
+    def split_prefix(self, prefix: str, parts: int, *, min_events: int = 1) -> list[str]:
+        """Stream ids that cut the streams under ``prefix`` into up to ``parts`` ranges of
+        about as many events each (at least ``min_events``), never inside a stream: each
+        range but the first starts at one of them. Fewer when there are too few streams."""
+        if not prefix:
+            raise ValueError("split_prefix needs a non-empty prefix")
+        m = self._sql.marker
+        where = f"stream_id >= {m} AND stream_id < {m}"
+        bounds = (prefix, prefix_upper(prefix))
+        cuts: list[str] = []
+        with self._read() as conn:
+            count = conn.exec_driver_sql(
+                f"SELECT count(*) FROM events WHERE {where}", bounds
+            ).scalar_one()
+            parts = min(parts, count // max(min_events, 1))
+            previous = None
+            for part in range(parts):
+                row = conn.exec_driver_sql(
+                    f"SELECT stream_id FROM events WHERE {where} "
+                    f"ORDER BY stream_id, stream_version LIMIT 1 OFFSET {m}",
+                    (*bounds, count * part // parts),
+                ).first()
+                if row is not None and previous is not None and row[0] > previous:
+                    cuts.append(row[0])
+                previous = row[0] if row is not None else previous
+        return cuts
+
+    def _prefix_pages(
+        self,
+        prefix: str,
+        until: int | None,
+        page_size: int,
+        columns: str,
+        key: int,
+        streams: tuple[str | None, str | None],
+    ) -> Iterator[Sequence[Row]]:
+        """Keyset pages of ``columns`` (``stream_id`` at index ``key``, then
+        ``stream_version``) for the streams under ``prefix`` (within ``streams``), in
+        stream order."""
+        if not prefix:
+            raise ValueError("read_prefix needs a non-empty prefix")
+        m = self._sql.marker
+        lower = max(prefix, streams[0] or prefix)
+        upper = prefix_upper(prefix)
+        if streams[1] is not None:
+            upper = min(upper, streams[1])
+        bound = f" AND position <= {m}" if until is not None else ""
+        sql = (
+            f"SELECT {columns} FROM events WHERE stream_id >= {m} AND stream_id < {m} "
+            f"AND (stream_id, stream_version) > ({m}, {m}){bound} "
+            f"ORDER BY stream_id, stream_version LIMIT {m}"
+        )
+
+        def fetch(last: tuple[str, int], n: int) -> list[Row]:
+            # The range starts at the last stream read, not the prefix: SQLite seeks the
+            # index by the range only (not the row value), so this keeps each page O(page).
+            params: tuple[Any, ...] = (max(lower, last[0]), upper, *last)
+            params += (until, n) if until is not None else (n,)
+            return self._driver_rows(sql, params)
+
+        return keyset_pages(fetch, lambda row: (row[key], row[key + 1]), ("", 0), page_size)
+
+    def read_stream(self, stream_id: str) -> list[StoredEvent]:
+        """Every event of one stream, in version order."""
+        rows = self._core_rows(
+            select(*COLUMNS)
+            .where(events.c.stream_id == stream_id)
+            .order_by(events.c.stream_version)
+        )
+        return [decode_row(r) for r in rows]
+
+    def read_streams_raw(
+        self, correlation_id: str | None = None, page_size: int = 2000
+    ) -> Iterator[RawEvent]:
+        """Every event ordered by (stream, version): the order chain verification walks."""
+
+        def fetch(last: tuple[str, int] | None, n: int) -> list[Row]:
+            stmt = select(*COLUMNS)
+            if correlation_id is not None:
+                stmt = stmt.where(events.c.correlation_id == correlation_id)
+            if last is not None:
+                stmt = stmt.where(
+                    or_(
+                        events.c.stream_id > last[0],
+                        and_(events.c.stream_id == last[0], events.c.stream_version > last[1]),
+                    )
+                )
+            return self._core_rows(
+                stmt.order_by(events.c.stream_id, events.c.stream_version).limit(n)
+            )
+
+        for page in keyset_pages(fetch, lambda row: (row[2], row[3]), None, page_size):
+            yield from map(raw_row, page)
+
+    # --- heads ----------------------------------------------------------------------------
+
+    def stream_head(self, stream_id: str) -> tuple[int, str]:
+        """(version, hash) of the last event of a stream; (0, genesis) when it does not
+        exist."""
+        with self._read() as conn:
+            return self._head(conn, stream_id)
+
+    def stream_heads(
+        self, prefix: str, correlation_id: str | None = None
+    ) -> dict[str, tuple[int, str]]:
+        """(version, hash) of the last event of every stream starting with ``prefix``
+        (and belonging to ``correlation_id``, when given), by stream id."""
+        return {s: (v, h) for s, v, h in self.iter_stream_heads(prefix, correlation_id)}
+
+    def iter_stream_heads(
+        self, prefix: str, correlation_id: str | None = None, page_size: int = 2000
+    ) -> Iterator[tuple[str, int, str]]:
+        """(stream id, version, hash) of the last event of every stream starting with
+        ``prefix`` (and belonging to ``correlation_id``), in stream id order, in keyset
+        pages: flat memory however many streams match."""
+        if not prefix:
+            raise ValueError("iter_stream_heads needs a non-empty prefix")
+        upper = prefix_upper(prefix)
+
+        def fetch(after: str, n: int) -> list[Row]:
+            latest = (
+                select(events.c.stream_id, func.max(events.c.stream_version).label("version"))
+                .where(events.c.stream_id >= max(prefix, after), events.c.stream_id < upper)
+                .group_by(events.c.stream_id)
+                .order_by(events.c.stream_id)
+                .limit(n)
+            )
+            if after:
+                latest = latest.where(events.c.stream_id > after)
+            if correlation_id is not None:
+                latest = latest.where(events.c.correlation_id == correlation_id)
+            sub = latest.subquery()
+            return self._core_rows(
+                select(events.c.stream_id, events.c.stream_version, events.c.hash)
+                .join(
+                    sub,
+                    and_(
+                        events.c.stream_id == sub.c.stream_id,
+                        events.c.stream_version == sub.c.version,
+                    ),
+                )
+                .order_by(events.c.stream_id)
+            )
+
+        for page in keyset_pages(fetch, lambda row: row[0], "", page_size):
+            for row in page:
+                yield (row[0], row[1], row[2])
+
+    def last_position(self) -> int:
+        """The highest position in the store (0 when empty)."""
+        with self._read() as conn:
+            return self._max_position(conn)
+
+    def streams(self, prefix: str = "") -> list[str]:
+        """Ids of every stream starting with ``prefix``, sorted."""
+        rows = self._core_rows(
+            select(events.c.stream_id)
+            .where(events.c.stream_id.startswith(prefix))
+            .distinct()
+            .order_by(events.c.stream_id)
+        )
+        return [r[0] for r in rows]
+
+    def position_at(self, timestamp: str) -> int:
+        """The last position recorded at or before ``timestamp`` (stored format)."""
+        with self._read() as conn:
+            value = conn.execute(
+                select(func.max(events.c.position)).where(events.c.recorded_at <= timestamp)
+            ).scalar_one()
+        return int(value or 0)
+
+    # --- following ------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        after: int = 0,
+        *,
+        poll_interval: float = 0.1,
+        stop: Callable[[], bool] | None = None,
+        idle_timeout: float | None = None,
+        **filters: Any,
+    ) -> Iterator[StoredEvent]:
+        """Catch up from ``after``, then follow new events as they commit.
+
+        Ends when ``stop()`` turns true or nothing new arrived for ``idle_timeout`` seconds.
+        PostgreSQL wakes on LISTEN/NOTIFY; SQLite polls every ``poll_interval`` seconds.
+        """
+        from agentledger.eventstore.postgres import listen
+
+        waiter = listen(self._engine) if self.backend == "postgresql" else None
+        idle_since = time.monotonic()
+        try:
+            while True:
+                for ev in self.read_all(after, **filters):
+                    after = ev.position
+                    idle_since = time.monotonic()
+                    yield ev
+                if stop is not None and stop():
+                    return
+                if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                    return
+                if waiter is not None:
+                    waiter(poll_interval)
+                else:
+                    time.sleep(poll_interval)
+        finally:
+            if waiter is not None:
+                waiter(-1)

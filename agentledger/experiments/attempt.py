@@ -1,0 +1,212 @@
+"""One attempt of a slot: a call of the target, or a whole conversation, and its outcome.
+
+The runner hands ``run_attempt`` the prepared experiment, the slot and its RunContext;
+sync targets run on the runner's thread pool, async ones on the event loop, all within
+the run's timeout. The ``Outcome`` says how it went; a replayed run that left its
+recording is turned into a divergence failure by ``check_replay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentledger.experiments.context import RunContext, jsonable
+from agentledger.experiments.conversation import Conversation, blocking_decider, conversation_values
+from agentledger.experiments.plan import Slot
+from agentledger.experiments.supervisor import Supervisor
+from agentledger.experiments.targets import Target
+from agentledger.replay.args import fill_masked
+from agentledger.replay.book import RecordMode
+
+if TYPE_CHECKING:
+    from agentledger.experiments.prepare import PreparedExperiment
+
+log = logging.getLogger("agentledger.runner")
+
+
+def _combine(chunks: list[Any]) -> Any:
+    """A generator target's output: its string chunks joined, else the list of items."""
+    if all(isinstance(c, str) for c in chunks):
+        return "".join(chunks)
+    return chunks
+
+
+def _call_sync(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    result = target.fn(*args, **kwargs)
+    if target.kind == "generator":
+        return _combine(list(result))
+    return result
+
+
+async def _call_async(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    if target.kind == "async_generator":
+        return _combine([chunk async for chunk in target.fn(*args, **kwargs)])
+    return await target.fn(*args, **kwargs)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    output: Any = None
+    error_type: str = ""
+    error_message: str = ""
+    traceback: str | None = None
+    reason: str = "exception"
+    duration_ms: float = 0.0
+    divergence: dict[str, Any] | None = None
+    turn_count: int = 1
+    conversation_state: str | None = None
+    termination_reason: str | None = None
+
+
+async def run_attempt(
+    prepared: PreparedExperiment,
+    slot: Slot,
+    ctx: RunContext,
+    pool: ThreadPoolExecutor,
+    supervisor: Supervisor | None,
+) -> Outcome:
+    """One attempt of a slot: one call of the target, or a whole conversation. The
+    context (and its seeded ``random``) lives for the whole slot, so a retry continues
+    the random sequence instead of repeating it."""
+    settings, target = prepared.settings, prepared.target
+    loop = asyncio.get_running_loop()
+    base = {
+        "input": slot.input.input,
+        "persona": slot.input.persona,
+        "iteration": slot.iteration,
+        "metadata": dict(slot.input.metadata),
+        "ctx": ctx,
+    }
+    recorded = (
+        fill_masked(slot.input.call_args, prepared.argument_secrets)
+        if slot.input.call_args is not None
+        else None
+    )
+
+    async def run_blocking(fn: Callable[[], Any]) -> Any:
+        return await loop.run_in_executor(pool, contextvars.copy_context().run, fn)
+
+    async def invoke(turn: dict[str, Any]) -> Any:
+        values = {**base, **turn}
+        if recorded is not None:
+            args: list[Any] = []
+            kwargs = target.replay_arguments(recorded, values)
+        else:
+            args, kwargs = target.arguments(values)
+        if target.is_async:
+            return await _call_async(target, args, kwargs)
+        return await run_blocking(functools.partial(_call_sync, target, args, kwargs))
+
+    multi_turn = settings.multi_turn
+    conversation = Conversation(multi_turn, ctx) if multi_turn is not None else None
+    token = ctx.activate()
+    started = time.perf_counter()
+    timeout = settings.timeout_seconds
+    try:
+        async with asyncio.timeout(timeout) as deadline:
+            if conversation is not None:
+                assert supervisor is not None
+                decide = blocking_decider(supervisor, ctx, run_blocking)
+                termination = await conversation.run(slot.input.input, invoke, decide)
+                output = conversation.output
+            elif target.binds_conversation:
+                first = [{"role": "user", "content": slot.input.input}]
+                output = await invoke(conversation_values(first, 0, slot.input.persona, 1))
+            else:
+                output = await invoke({})
+    except TimeoutError as exc:
+        elapsed = elapsed_ms(started)
+        if deadline.expired():
+            if not target.is_async:
+                log.warning(
+                    "run %s timed out after %ss; its thread cannot be stopped and is left "
+                    "to finish, its result discarded",
+                    slot.trace_id,
+                    timeout,
+                )
+            return ended(
+                Outcome(
+                    False,
+                    error_type="Timeout",
+                    error_message=f"run exceeded the {timeout:g} s timeout",
+                    reason="timeout",
+                    duration_ms=elapsed,
+                ),
+                conversation,
+                "timeout",
+            )
+        return ended(failure(exc, elapsed), conversation, "error")
+    except Exception as exc:
+        return ended(failure(exc, elapsed_ms(started)), conversation, "error")
+    finally:
+        ctx.deactivate(token)
+    outcome = Outcome(True, output=jsonable(output), duration_ms=elapsed_ms(started))
+    if conversation is not None:
+        state = "terminated" if termination == "max_turns" else "completed"
+        return ended(outcome, conversation, termination, state)
+    return outcome
+
+
+def check_replay(ctx: RunContext, outcome: Outcome) -> Outcome:
+    """A replayed run that left its recording fails with the first divergence, whatever
+    the agent made of the refused call; in ``replay`` mode so does one that made fewer
+    calls than were recorded."""
+    state = ctx.replay
+    if state is None:
+        return outcome
+    if ctx.divergence is None and outcome.ok and state.mode is RecordMode.REPLAY:
+        missing = state.book.unused()
+        if missing is not None:
+            ctx.diverge(missing)
+    if ctx.divergence is None:
+        return outcome
+    return Outcome(
+        False,
+        output=outcome.output,
+        error_type="ReplayDivergence",
+        error_message=ctx.divergence.message(),
+        reason="divergence",
+        duration_ms=outcome.duration_ms,
+        divergence=ctx.divergence.as_dict(),
+    )
+
+
+def ended(
+    outcome: Outcome,
+    conversation: Conversation | None,
+    termination: str,
+    state: str = "terminated",
+) -> Outcome:
+    """``outcome`` with how its conversation ended (single-turn runs are left as they are)."""
+    if conversation is None:
+        return outcome
+    outcome.turn_count = conversation.turns_done
+    outcome.conversation_state = state
+    outcome.termination_reason = termination
+    if not outcome.ok and conversation.output is not None:
+        outcome.output = conversation.output
+    return outcome
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def failure(exc: BaseException, duration_ms: float) -> Outcome:
+    return Outcome(
+        False,
+        error_type=type(exc).__name__,
+        error_message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+        duration_ms=duration_ms,
+    )

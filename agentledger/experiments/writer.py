@@ -1,0 +1,130 @@
+"""Group commit: appends from many concurrent runs, batched into few transactions.
+
+Runs hand their events to a ``BatchWriter`` and move on; one background thread drains
+whatever has queued up and appends it with ``EventStore.append_batch`` in a single
+transaction. Each request carries the stream version it expects, so ordering within a
+stream is checked by the store, not assumed. A batch that loses an optimistic-concurrency
+race is retried request by request, so only the conflicting stream's append is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agentledger.eventstore.envelope import AppendResult
+from agentledger.eventstore.errors import ConcurrencyError, StoreError
+from agentledger.eventstore.store import AppendRequest, EventStore
+
+log = logging.getLogger("agentledger.runner")
+
+Callback = Callable[[AppendResult | None, StoreError | None], None]
+
+
+@dataclass
+class _Item:
+    request: AppendRequest
+    callback: Callback | None = None
+
+
+class BatchWriter:
+    """Appends submitted requests in order, batching up to ``max_batch`` per transaction."""
+
+    def __init__(self, store: EventStore, *, max_batch: int = 512) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._failure: StoreError | None = None
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="agentledger-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: AppendRequest, callback: Callback | None = None) -> None:
+        """Queue ``request``; ``callback(result, error)`` runs on the writer thread."""
+        if self._failure is not None:
+            raise self._failure
+        with self._idle:
+            self._pending += 1
+        self._queue.put(_Item(request, callback))
+
+    def flush(self) -> None:
+        """Block until everything submitted so far is committed (or refused)."""
+        with self._idle:
+            while self._pending:
+                self._idle.wait(0.5)
+        if self._failure is not None:
+            raise self._failure
+
+    def close(self) -> None:
+        """Flush and stop the writer thread."""
+        try:
+            self.flush()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Item]) -> None:
+        if self._failure is not None:
+            self._finish(batch, None, self._failure)
+            return
+        try:
+            results = self._store.append_batch([item.request for item in batch])
+        except ConcurrencyError:
+            for item in batch:
+                self._commit_one(item)
+            return
+        except StoreError as exc:
+            log.error("appending %d events failed: %s", len(batch), exc)
+            self._failure = exc
+            self._finish(batch, None, exc)
+            return
+        for item, result in zip(batch, results, strict=True):
+            if item.callback is not None:
+                item.callback(result, None)
+
+    def _commit_one(self, item: _Item) -> None:
+        try:
+            result = self._store.append_batch([item.request])[0]
+        except ConcurrencyError as exc:
+            log.warning("append refused: %s", exc)
+            self._finish([item], None, exc)
+            return
+        except StoreError as exc:
+            self._failure = exc
+            self._finish([item], None, exc)
+            return
+        if item.callback is not None:
+            item.callback(result, None)
+
+    @staticmethod
+    def _finish(items: list[_Item], result: AppendResult | None, error: StoreError) -> None:
+        for item in items:
+            if item.callback is not None:
+                item.callback(result, error)

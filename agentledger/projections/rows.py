@@ -1,0 +1,367 @@
+"""Report rows: pure functions from folded state to the lines and documents of a report.
+
+Field names follow FluxLoop's output files (``trace_summary.jsonl``, ``traces.jsonl``,
+``observations.jsonl``, ``summary.json``); agentledger adds fields, never renames them.
+Sums of durations are kept in integer microseconds so a summary does not depend on the
+order traces were folded in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from pydantic import BaseModel, ConfigDict
+
+from agentledger.projections.folds import ExperimentFold, JsonDict, TraceFold
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TraceSummaryRow(_Row):
+    """One line of trace_summary.jsonl."""
+
+    trace_id: str
+    iteration: int
+    persona: str | None
+    input: str
+    output: Any
+    duration_ms: float
+    success: bool
+    input_index: int
+    status: str
+    """completed, failed or interrupted."""
+    attempts: int
+    error: JsonDict | None = None
+    """type, message and reason of a failed trace."""
+    conversation_state: str | None = None
+    termination_reason: str | None = None
+    turn_count: int | None = None
+    conversation: list[JsonDict] | None = None
+    """Multi-turn only: ``{turn_index, role, content, source, metadata}`` per message."""
+
+
+class TraceRow(_Row):
+    """One line of traces.jsonl: the whole trace."""
+
+    trace_id: str
+    slot: int
+    input_index: int
+    iteration: int
+    persona: str | None
+    input: str
+    call_args: JsonDict | None
+    seed: int | None
+    status: str
+    success: bool
+    output: Any
+    error: JsonDict | None
+    started_at: str | None
+    completed_at: str | None
+    duration_ms: float
+    attempts: list[JsonDict]
+    attempt_count: int
+    turns: list[JsonDict]
+    conversation_history: list[JsonDict]
+    model_calls: list[JsonDict]
+    tool_calls: list[JsonDict]
+    usage: JsonDict
+    observation_count: int
+    turn_count: int | None = None
+    conversation_state: str | None = None
+    termination_reason: str | None = None
+
+
+class ObservationRow(TypedDict):
+    """One line of observations.jsonl (a TypedDict: up to millions per report)."""
+
+    trace_id: str
+    type: str
+    timestamp: str
+    name: str
+    observation_id: str
+    parent_id: str | None
+    level: str | None
+    data: JsonDict
+
+
+def _error_brief(trace: TraceFold) -> JsonDict | None:
+    if trace.error is None:
+        return None
+    return {k: trace.error[k] for k in ("type", "message", "reason")}
+
+
+def conversation_history(trace: TraceFold) -> list[JsonDict]:
+    """The dialogue as chat messages: from the turns when there are any, else input/output."""
+    if not trace.turns:
+        history: list[JsonDict] = [{"role": "user", "content": trace.input}]
+        if trace.success:
+            history.append({"role": "assistant", "content": trace.output})
+        return history
+    history = []
+    for turn in trace.turns:
+        history.append({"role": "user", "content": turn["user_message"]})
+        if turn.get("agent_output") is not None:
+            history.append({"role": "assistant", "content": turn["agent_output"]})
+    return history
+
+
+def _conversation(trace: TraceFold) -> list[JsonDict] | None:
+    if not trace.turns:
+        return None
+    rows: list[JsonDict] = []
+    for turn in trace.turns:
+        index = turn["turn_index"]
+        rows.append(
+            {
+                "turn_index": index,
+                "role": "user",
+                "content": turn["user_message"],
+                "source": turn.get("source", "input"),
+                "metadata": {},
+            }
+        )
+        if turn.get("agent_output") is not None:
+            rows.append(
+                {
+                    "turn_index": index,
+                    "role": "assistant",
+                    "content": turn["agent_output"],
+                    "source": "agent",
+                    "metadata": {"duration_ms": turn.get("duration_ms")},
+                }
+            )
+    return rows
+
+
+def trace_summary_row(trace: TraceFold) -> TraceSummaryRow:
+    return TraceSummaryRow(
+        trace_id=trace.trace_id,
+        iteration=trace.iteration,
+        persona=trace.persona,
+        input=trace.input,
+        output=trace.output,
+        duration_ms=trace.duration_ms,
+        success=trace.success,
+        input_index=trace.input_index,
+        status=trace.status,
+        attempts=trace.attempt_count,
+        error=_error_brief(trace),
+        conversation_state=trace.conversation_state,
+        termination_reason=trace.termination_reason,
+        turn_count=trace.turn_count if trace.turns else None,
+        conversation=_conversation(trace),
+    )
+
+
+def trace_usage(trace: TraceFold) -> JsonDict:
+    """Model call count and token totals of a trace."""
+    prompt = completion = total = failed = 0
+    for call in trace.model_calls.values():
+        usage = call.get("usage") or {}
+        prompt += int(usage.get("prompt_tokens") or 0)
+        completion += int(usage.get("completion_tokens") or 0)
+        total += int(usage.get("total_tokens") or 0)
+        failed += call.get("status") == "failed"
+    return {
+        "model_calls": len(trace.model_calls),
+        "failed_model_calls": failed,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total,
+        "tool_calls": len(trace.tool_calls),
+    }
+
+
+def trace_row(trace: TraceFold) -> TraceRow:
+    return TraceRow(
+        trace_id=trace.trace_id,
+        slot=trace.slot,
+        input_index=trace.input_index,
+        iteration=trace.iteration,
+        persona=trace.persona,
+        input=trace.input,
+        call_args=trace.call_args,
+        seed=trace.seed,
+        status=trace.status,
+        success=trace.success,
+        output=trace.output,
+        error=trace.error,
+        started_at=trace.started_at,
+        completed_at=trace.completed_at,
+        duration_ms=trace.duration_ms,
+        attempts=trace.attempts,
+        attempt_count=trace.attempt_count,
+        turns=trace.turns,
+        conversation_history=conversation_history(trace),
+        model_calls=sorted(trace.model_calls.values(), key=lambda c: c.get("call_index", 0)),
+        tool_calls=list(trace.tool_calls.values()),
+        usage=trace_usage(trace),
+        observation_count=len(trace.observations),
+        turn_count=trace.turn_count,
+        conversation_state=trace.conversation_state,
+        termination_reason=trace.termination_reason,
+    )
+
+
+def observation_rows(trace: TraceFold) -> list[ObservationRow]:
+    """The trace's observations in record order (a parent's start precedes its children)."""
+    return [
+        {
+            "trace_id": trace.trace_id,
+            "type": obs["kind"],
+            "timestamp": obs["timestamp"],
+            "name": obs["name"],
+            "observation_id": obs["observation_id"],
+            "parent_id": obs.get("parent_id"),
+            "level": obs.get("level"),
+            "data": obs.get("data", {}),
+        }
+        for obs in trace.observations
+    ]
+
+
+# --- summary -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    total: int = 0
+    successful: int = 0
+    duration_us: int = 0
+
+    def add(self, success: bool, duration_us: int) -> None:
+        self.total += 1
+        self.successful += success
+        self.duration_us += duration_us
+
+    def merge(self, other: _Group) -> None:
+        self.total += other.total
+        self.successful += other.successful
+        self.duration_us += other.duration_us
+
+    def row(self) -> JsonDict:
+        return {
+            "total": self.total,
+            "successful": self.successful,
+            "failed": self.total - self.successful,
+            "success_rate": _rate(self.successful, self.total),
+            "avg_duration_ms": _avg_ms(self.duration_us, self.total),
+        }
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _avg_ms(total_us: int, count: int) -> float:
+    return round(total_us / count / 1000, 3) if count else 0.0
+
+
+def _percentile(ordered: list[int], fraction: float) -> float:
+    """Nearest-rank percentile of sorted microsecond values, in milliseconds."""
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return round(ordered[rank - 1] / 1000, 3)
+
+
+@dataclass
+class SummaryAccumulator:
+    """Order-independent totals over finished traces, for summary.json."""
+
+    successful: int = 0
+    failed: int = 0
+    durations_us: list[int] = field(default_factory=list)
+    by_persona: dict[str, _Group] = field(default_factory=dict)
+    by_input: dict[int, tuple[str, str | None, _Group]] = field(default_factory=dict)
+    error_types: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    usage: Counter[str] = field(default_factory=Counter)
+
+    def add(self, trace: TraceFold) -> None:
+        duration_us = round(trace.duration_ms * 1000)
+        ok = trace.success
+        self.successful += ok
+        self.failed += not ok
+        self.durations_us.append(duration_us)
+        persona = trace.persona or "(none)"
+        self.by_persona.setdefault(persona, _Group()).add(ok, duration_us)
+        if trace.input_index not in self.by_input:
+            self.by_input[trace.input_index] = (trace.input, trace.persona, _Group())
+        self.by_input[trace.input_index][2].add(ok, duration_us)
+        if trace.error is not None:
+            self.error_types[trace.error["type"]] += 1
+            self.reasons[trace.error["reason"]] += 1
+        self.usage.update(trace_usage(trace))
+
+    def merge(self, later: SummaryAccumulator) -> None:
+        """Add the totals of traces that come after these in plan order (a report written
+        in parts): the same totals as adding every trace here."""
+        self.successful += later.successful
+        self.failed += later.failed
+        self.durations_us += later.durations_us
+        for name, group in later.by_persona.items():
+            self.by_persona.setdefault(name, _Group()).merge(group)
+        for index, entry in later.by_input.items():
+            if index in self.by_input:
+                self.by_input[index][2].merge(entry[2])
+            else:
+                self.by_input[index] = entry
+        self.error_types.update(later.error_types)
+        self.reasons.update(later.reasons)
+        self.usage.update(later.usage)
+
+
+def summary_document(experiment: ExperimentFold, acc: SummaryAccumulator) -> JsonDict:
+    """summary.json: FluxLoop's fields first, then agentledger's breakdowns."""
+    total = acc.successful + acc.failed
+    ordered = sorted(acc.durations_us)
+    running = experiment.total_runs - total if experiment.status == "running" else 0
+    usage = acc.usage
+    return {
+        "experiment_id": experiment.experiment_id,
+        "experiment_name": experiment.name,
+        "total_traces": total,
+        "successful": acc.successful,
+        "failed": acc.failed,
+        "success_rate": _rate(acc.successful, total),
+        "avg_duration_ms": _avg_ms(sum(ordered), total),
+        "started_at": experiment.started_at,
+        "completed_at": experiment.completed_at,
+        "config_snapshot": experiment.config,
+        "status": experiment.status,
+        "planned_runs": experiment.total_runs,
+        "pending_runs": running,
+        "interrupted": experiment.interrupted,
+        "resumed": experiment.resumed,
+        "seed": experiment.seed,
+        "replay_of": experiment.replay_of,
+        "record_mode": experiment.record_mode,
+        "duration_ms": {
+            "p50": _percentile(ordered, 0.5),
+            "p95": _percentile(ordered, 0.95),
+            "max": round(ordered[-1] / 1000, 3) if ordered else 0.0,
+        },
+        "by_persona": {name: acc.by_persona[name].row() for name in sorted(acc.by_persona)},
+        "by_input": [
+            {"input_index": index, "input": text, "persona": persona, **group.row()}
+            for index, (text, persona, group) in sorted(acc.by_input.items())
+        ],
+        "failures": {
+            "by_error_type": dict(sorted(acc.error_types.items())),
+            "by_reason": dict(sorted(acc.reasons.items())),
+        },
+        "model_calls": {
+            "total": usage["model_calls"],
+            "failed": usage["failed_model_calls"],
+            "prompt_tokens": usage["prompt_tokens"],
+            "completion_tokens": usage["completion_tokens"],
+            "total_tokens": usage["total_tokens"],
+        },
+        "tool_calls": usage["tool_calls"],
+    }

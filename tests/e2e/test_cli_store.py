@@ -1,0 +1,197 @@
+"""CLI over the store: events list, verify, export/import, db; bad store input exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+
+from agentledger.cli.main import cli
+from agentledger.events.payloads import ObservationRecorded
+from agentledger.eventstore import EventStore
+
+
+def obs(n: int) -> ObservationRecorded:
+    return ObservationRecorded(
+        observation_id=f"o{n}", kind="event", name=f"step {n}", timestamp="2026-01-01T00:00:00Z"
+    )
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.db"
+    with EventStore.open(str(path)) as store:
+        store.append("trace-a", [obs(1), obs(2)], metadata={"correlation_id": "exp-1"})
+        store.append("trace-b", [obs(3)])
+    return path
+
+
+def run(runner: CliRunner, *args: str, store: Path | str | None = None):
+    prefix = ["--store", str(store)] if store is not None else []
+    return runner.invoke(cli, [*prefix, *args], catch_exceptions=False)
+
+
+def test_events_list_prints_one_line_per_event(runner: CliRunner, db_path: Path) -> None:
+    result = run(runner, "events", "list", store=db_path)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert len(lines) == 3
+    assert lines[0].split()[0] == "1" and lines[0].endswith("trace-a v1  ObservationRecorded")
+
+
+def test_events_list_json_filters_by_stream_and_after(runner: CliRunner, db_path: Path) -> None:
+    result = run(
+        runner, "events", "list", "--json", "--after", "1", "--stream", "trace-a", store=db_path
+    )
+    [line] = result.output.splitlines()
+    event = orjson.loads(line)
+    assert (event["position"], event["stream_id"], event["data"]["name"]) == (
+        2,
+        "trace-a",
+        "step 2",
+    )
+    assert event["metadata"]["correlation_id"] == "exp-1"
+
+
+def test_events_list_rejects_an_unknown_type_listing_known_ones(
+    runner: CliRunner, db_path: Path
+) -> None:
+    result = runner.invoke(cli, ["--store", str(db_path), "events", "list", "--type", "TraceStart"])
+    assert result.exit_code == 2
+    assert "Error: --type 'TraceStart' is not an event type; known: ArgsRecorded," in result.output
+
+
+def test_events_list_on_a_missing_store_says_so(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["--store", str(tmp_path / "none.db"), "events", "list"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: no store at {tmp_path / 'none.db'}; run an experiment first or pass --store\n"
+    )
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_store_comes_from_the_environment(runner: CliRunner, db_path: Path) -> None:
+    result = runner.invoke(cli, ["events", "list"], env={"AGENTLEDGER_STORE": str(db_path)})
+    assert result.exit_code == 0 and len(result.output.splitlines()) == 3
+
+
+def test_verify_reports_intact_log_with_exit_0(runner: CliRunner, db_path: Path) -> None:
+    result = run(runner, "verify", store=db_path)
+    assert result.exit_code == 0
+    assert result.output == f"{db_path}: intact (2 streams, 3 events, 0 seals)\n"
+
+
+def test_verify_names_a_modified_event_and_exits_1(runner: CliRunner, db_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{db_path}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET data = replace(data, 'step 2', 'step 9')"))
+    engine.dispose()
+    result = run(runner, "verify", store=db_path)
+    assert result.exit_code == 1
+    first = result.output.splitlines()[0]
+    assert first.startswith("modified: trace-a v2 (position 2, event ")
+    assert first.endswith("content no longer matches its hash") or "does not chain" in first
+
+
+def test_export_and_import_through_the_cli(runner: CliRunner, db_path: Path, tmp_path: Path):
+    out = tmp_path / "log.jsonl"
+    result = run(runner, "export", "-o", str(out), store=db_path)
+    assert result.exit_code == 0
+    assert len(out.read_bytes().splitlines()) == 4
+    target = tmp_path / "copy.db"
+    result = run(runner, "import", str(out), store=target)
+    assert result.exit_code == 0
+    assert result.output == f"imported 3 events into {target}\n"
+    again = runner.invoke(cli, ["--store", str(target), "import", str(out)])
+    assert again.exit_code == 2
+    assert "nothing was imported" in again.output
+
+
+def test_import_of_a_corrupt_line_names_file_and_line(
+    runner: CliRunner, db_path: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format":"agentledger-export","version":1}\n{"position": 1}\n')
+    result = runner.invoke(cli, ["--store", str(db_path), "import", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"Error: {bad}:2: event_id: Field required")
+    with EventStore.open(str(db_path)) as store:
+        assert store.last_position() == 3
+
+
+def test_db_upgrade_then_current_reports_head(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    assert run(runner, "db", "upgrade", store=path).output == (
+        f"{path}: upgraded empty -> 0003 (head)\n"
+    )
+    assert run(runner, "db", "current", store=path).output == "0003 (head)\n"
+    assert run(runner, "db", "upgrade", store=path).output == (
+        f"{path}: already at revision 0003 (head)\n"
+    )
+
+
+def test_newer_schema_is_refused_with_upgrade_advice(runner: CliRunner, db_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{db_path}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+    engine.dispose()
+    result = runner.invoke(cli, ["--store", str(db_path), "events", "list"])
+    assert result.exit_code == 2
+    assert "written by a newer agentledger" in result.output
+    assert result.output.rstrip().endswith("upgrade agentledger")
+    assert run(runner, "db", "current", store=db_path).output == (
+        "ffff (newer than this agentledger; upgrade agentledger)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("store", "message"),
+    [
+        ("foo://bar", "Error: unsupported store backend 'foo' in 'foo://bar'"),
+        ("postgresql://", "Error: store URL 'postgresql://' names no database"),
+        ("sqlite://", "names an in-memory SQLite database"),
+        (
+            "postgresql://nobody@127.0.0.1:1/db",
+            "Error: cannot connect to store postgresql://nobody@127.0.0.1:1/db: ",
+        ),
+        ("/proc/agentledger/ledger.db", "Error: cannot create store /proc/agentledger/ledger.db"),
+    ],
+)
+def test_bad_store_urls_get_one_line_errors_with_exit_2(
+    runner: CliRunner, store: str, message: str
+) -> None:
+    result = runner.invoke(cli, ["--store", store, "db", "upgrade"])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_alone(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, not a database\n" * 100)
+    result = runner.invoke(cli, ["--store", str(path), "events", "list"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {path} is not an agentledger store (not a valid SQLite database); "
+        "pass another --store or move the file away\n"
+    )
+    assert path.read_text() == "hello, not a database\n" * 100
+
+
+def test_a_password_in_the_store_url_is_never_echoed(runner: CliRunner) -> None:
+    result = runner.invoke(
+        cli, ["--store", "postgresql://u:hunter2secret@127.0.0.1:1/db", "db", "upgrade"]
+    )
+    assert result.exit_code == 2
+    assert "hunter2secret" not in result.output

@@ -1,0 +1,1 @@
+"""Shared test support: loopback model server, throwaway PostgreSQL, project builders."""
