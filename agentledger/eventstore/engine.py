@@ -7,6 +7,7 @@ psycopg 3 (``postgresql+psycopg``) with a connect timeout, so a dead host fails 
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,11 @@ def create_store_engine(location: StoreURL, *, pooled: bool = True) -> Engine:
     """An engine configured for the event store's transaction discipline."""
     if location.backend == "sqlite":
         return _sqlite_engine(location, pooled=pooled)
+    if importlib.util.find_spec("psycopg") is None:
+        raise StoreURLError(
+            f"store {location.display()} is PostgreSQL, and its driver (psycopg) is not "
+            "installed; pip install 'agentledger[postgres]'"
+        )
     kwargs: dict[str, Any] = {"connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S}}
     if not pooled:
         kwargs["poolclass"] = NullPool

@@ -195,3 +195,20 @@ def test_a_password_in_the_store_url_is_never_echoed(runner: CliRunner) -> None:
     )
     assert result.exit_code == 2
     assert "hunter2secret" not in result.output
+
+
+def test_a_postgresql_store_without_the_driver_names_the_extra(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else find_spec(name)
+    )
+    result = run(runner, "verify", store="postgresql://ci:s3cret@127.0.0.1:1/ledger")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: store postgresql://ci:***@127.0.0.1:1/ledger is PostgreSQL, and its driver "
+        "(psycopg) is not installed; pip install 'agentledger[postgres]'\n"
+    )
