@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_STORE",
     "ReplayResult",
     "Workspace",
+    "join_experiment",
     "load_env",
     "open_store",
     "replay_agent_session",
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     )
     from agentledger.projections.compare import ReplayRow
     from agentledger.replay.book import RecordMode, ReplaySource
+    from agentledger.workers.coordination import WorkerResult
 
 
 def __getattr__(name: str) -> Any:
@@ -151,6 +154,58 @@ def resume_experiment(
         on_second_interrupt=on_second_interrupt,
     ) as workspace:
         return workspace.resume(experiment, parallel=parallel, workers=workers)
+
+
+def join_experiment(
+    experiment: str,
+    project: str | os.PathLike[str] | None = None,
+    *,
+    store: EventStore | str | os.PathLike[str] | None = None,
+    parallel: int | None = None,
+    supervisor_api_key: str | None = None,
+    listener: ExperimentListener | None = None,
+    handle_signals: bool = False,
+    on_second_interrupt: Callable[[], None] | None = None,
+) -> WorkerResult:
+    """Work on a shared experiment (started with ``workers``) as one more worker: claim and
+    run its slots until none is left. ``project`` is where its project is on this machine
+    (default: where it was started, if that exists here); the store must already exist."""
+    from agentledger.projections.catalog import resolve_experiment
+    from agentledger.workers.coordination import LogProgress, prepare_worker, run_worker
+
+    project_dir = Path(project).resolve() if project is not None else None
+    with Workspace(
+        project_dir or Path.cwd(),
+        store,
+        handle_signals=handle_signals,
+        on_second_interrupt=on_second_interrupt,
+        live_refresh=None,
+        create=False,
+    ) as workspace:
+        if supervisor_api_key:
+            workspace.store.redactor.add_secret(supervisor_api_key)
+        experiment_id = resolve_experiment(workspace.store, experiment).experiment_id
+        started, prepared, replay = prepare_worker(
+            workspace.store,
+            experiment_id,
+            workspace.env,
+            parallel=parallel,
+            project_dir=project_dir,
+            supervisor_api_key=supervisor_api_key,
+        )
+        stop = threading.Event()
+        watcher = None
+        if listener is not None:
+            progress = LogProgress(workspace.store, experiment_id, started.plan, listener)
+            progress.start(Path(started.output_dir or prepared.settings.output_directory))
+            watcher = threading.Thread(target=progress.follow, args=(stop,), daemon=True)
+            watcher.start()
+        try:
+            return run_worker(workspace.runner(), workspace.store, started, prepared, replay)
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join()
 
 
 @dataclass

@@ -142,6 +142,7 @@ class Workspace:
         on_second_interrupt: Callable[[], None] | None = None,
         live_refresh: float | None = LIVE_REFRESH_SECONDS,
         env: Mapping[str, str] | None = None,
+        create: bool = True,
     ) -> None:
         from agentledger.eventstore.store import EventStore
         from agentledger.models.specs import provider_keys
@@ -152,7 +153,7 @@ class Workspace:
         if isinstance(store, EventStore):
             self.store = store
         else:
-            self.store = open_store(store, project_dir=project_dir)
+            self.store = open_store(store, project_dir=project_dir, create=create)
         for key in provider_keys(self.env):
             self.store.redactor.add_secret(key)
         self._live = _LiveRefresher(self.store, live_refresh)

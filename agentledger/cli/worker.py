@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -49,39 +48,23 @@ def worker(
     takes the slot over once the lease runs out. Progress shows every worker's runs. Exit 0
     when no slot is left, 2 on bad input, 130 when interrupted.
     """
-    from agentledger.api import load_env
+    from agentledger.api import join_experiment
     from agentledger.cli.run import hard_exit
-    from agentledger.experiments.runner import ExperimentRunner
-    from agentledger.projections.catalog import resolve_experiment
-    from agentledger.workers.coordination import LogProgress, prepare_worker, run_worker
 
-    project_dir = Path(project).resolve() if project else None
-    env = load_env(project_dir or Path.cwd())
-    with state.open_store(project_dir, create=False) as store:
-        if supervisor_api_key:
-            store.redactor.add_secret(supervisor_api_key)
-        experiment_id = resolve_experiment(store, experiment).experiment_id
-        started, prepared, replay = prepare_worker(
-            store,
-            experiment_id,
-            env,
+    display = ProgressDisplay(interactive=sys.stderr.isatty())
+    try:
+        outcome = join_experiment(
+            experiment,
+            project,
+            store=state.store_location(Path(project).resolve() if project else None),
             parallel=parallel,
-            project_dir=project_dir,
             supervisor_api_key=supervisor_api_key,
+            listener=display,
+            handle_signals=True,
+            on_second_interrupt=hard_exit,
         )
-        display = ProgressDisplay(interactive=sys.stderr.isatty())
-        progress = LogProgress(store, experiment_id, started.plan, display)
-        progress.start(Path(started.output_dir or prepared.settings.output_directory))
-        stop = threading.Event()
-        watcher = threading.Thread(target=progress.follow, args=(stop,), daemon=True)
-        watcher.start()
-        runner = ExperimentRunner(store, handle_signals=True, on_second_interrupt=hard_exit)
-        try:
-            outcome = run_worker(runner, store, started, prepared, replay)
-        finally:
-            stop.set()
-            watcher.join()
-            display.close()
+    finally:
+        display.close()
     taken = f", {outcome.taken_over} taken over" if outcome.taken_over else ""
     refused = f", {outcome.rejected} refused (slot taken over)" if outcome.rejected else ""
     click.echo(
@@ -92,4 +75,4 @@ def worker(
         click.echo("Interrupted: its unfinished slots are free for other workers.", err=True)
         click.get_current_context().exit(EXIT_INTERRUPTED)
     status = "complete" if outcome.completed else "still running on other workers"
-    click.echo(f"Experiment {experiment_id}: {status}")
+    click.echo(f"Experiment {outcome.experiment_id}: {status}")
