@@ -279,17 +279,42 @@ class Workspace:
 
         experiment_id = resolve_experiment(self.store, experiment).experiment_id
         started = recorded_start(self.store, experiment_id)
-        if started.lease_seconds is not None:
-            return self._resume_shared(experiment_id, workers or started.workers or 1, parallel)
-        if workers is not None:
+        if started.lease_seconds is None and workers is not None:
             raise ResumeError(
                 f"experiment {experiment_id} was started in one process; resume it without "
                 "--workers"
             )
+        completed = self._completed(experiment_id, started)
+        if completed is not None:
+            return self.finish(completed)
+        if started.lease_seconds is not None:
+            return self._resume_shared(experiment_id, workers or started.workers or 1, parallel)
         source = recording_of(self.store, started)
         with self._live:
             result = self.runner().resume(experiment_id, self.env, parallel=parallel, replay=source)
         return self.finish(result)
+
+    def _completed(self, experiment_id: str, started: Any) -> ExperimentResult | None:
+        """The result of an experiment that is already completed (its workers may have
+        finished it after the starting process died), or None."""
+        from agentledger.events.payloads import ExperimentCompleted
+        from agentledger.events.streams import experiment_stream
+        from agentledger.experiments.runner import ExperimentResult
+
+        for event in self.store.read_stream(experiment_stream(experiment_id)):
+            done = event.payload
+            if isinstance(done, ExperimentCompleted):
+                output_dir = Path(started.output_dir or ".")
+                return ExperimentResult(
+                    experiment_id,
+                    started.name,
+                    output_dir,
+                    started.plan.total_runs,
+                    successful=done.successful,
+                    failed=done.failed,
+                    already_completed=True,
+                )
+        return None
 
     def _resume_shared(
         self, experiment_id: str, workers: int, parallel: int | None

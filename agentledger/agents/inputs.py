@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from agentledger.agents.project import Agent
 from agentledger.errors import ConfigError
@@ -41,10 +40,21 @@ def _parse(text: str, fmt: str, where: str) -> Any:
                 f"{where}: not valid JSON ({exc}); fix it or use --format text"
             ) from None
     if fmt == "yaml":
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"{where}: not valid YAML; fix it or use --format text") from None
+        from agentledger.documents import parse_yaml
+
+        return parse_yaml(text, where)
+    return text
+
+
+def check_text(text: str, where: str) -> str:
+    """``text`` from the command line, which must be UTF-8: an argument with bytes that are
+    not arrives with lone surrogates (``os.fsdecode``), and is refused naming the byte."""
+    for index, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            byte = f"byte 0x{ord(char) - 0xDC00:02x}" if char >= "\udc80" else "a lone surrogate"
+            raise ConfigError(
+                f"{where}: not valid UTF-8 text ({byte} at character {index}); pass UTF-8"
+            )
     return text
 
 
@@ -90,13 +100,13 @@ def schema_flags(agent: Agent, args: list[str]) -> JsonDict:
             raise ConfigError(f"{arg} needs a value")
         raw = args[position + 1]
         position += 2
+        check_text(raw, arg)
         if raw.startswith("@"):
             # @file: its text for a string field, parsed by its extension for any other.
+            from agentledger.documents import read_text
+
             path = Path(raw[1:])
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise ConfigError(f"{arg} {raw}: file {path.resolve()} not found") from None
+            text = read_text(path.resolve(), f"{arg} {raw}: file")
             if kind == "string":
                 values[field] = text
             else:
@@ -133,13 +143,13 @@ def gather_input(
     if stdin_text is not None and stdin_text.strip():
         _merge(values, _parse(stdin_text, fmt or "text", "stdin"), agent, "stdin")
     for item in inputs:
+        check_text(item, "-i")
         if item.startswith("@"):
+            from agentledger.documents import read_text
+
             path = (cwd / item[1:]).resolve()
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise ConfigError(f"-i {item}: file {path} not found") from None
             where = f"-i {item}"
+            text = read_text(path, f"{where}: file")
             _merge(values, _parse(text, _file_format(path, fmt), where), agent, where)
         elif item.lstrip().startswith("{"):
             _merge(values, _parse(item, "json", f"-i {item[:40]}"), agent, "-i")

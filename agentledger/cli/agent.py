@@ -135,7 +135,7 @@ def agent(
     )
     # In a chat every line is a message: stdin is not input, required fields are checked
     # per turn.
-    stdin_text = None if chat or sys.stdin.isatty() else sys.stdin.read()
+    stdin_text = None if chat or sys.stdin.isatty() else _read_stdin()
     values = gather_input(
         chosen,
         list(inputs),
@@ -302,6 +302,18 @@ def _chat(
         click.echo(f"Session: {session.session_id} ({session.turns} turns)", err=True)
     if reason == "interrupted":
         click.get_current_context().exit(EXIT_INTERRUPTED)
+
+
+def _read_stdin() -> str:
+    """Standard input as UTF-8 text, within the document size limit."""
+    from agentledger.documents import MAX_DOCUMENT_BYTES, decode_utf8
+
+    data = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise UserError(
+            f"stdin is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; pass a smaller input"
+        )
+    return decode_utf8(data, "stdin")
 
 
 def _json_text(value: Any) -> str:

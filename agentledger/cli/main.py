@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from typing import Any
 
 import click
@@ -84,9 +88,34 @@ cli.add_command(transfer.import_)
 cli.add_command(db.db)
 
 
+STUCK_THREAD_GRACE_SECONDS = 1.0
+"""How long the command waits at its end for threads still running agent code."""
+
+
 def main() -> None:
-    """Console-script entry point."""
-    cli.main(prog_name="agentledger", windows_expand_args=False)
+    """Console-script entry point. The command never waits on a stuck agent: a sync target
+    that timed out cannot be stopped, and its thread would hold the interpreter open (a
+    thread pool's threads are joined at exit). After a short grace the process leaves
+    with its exit status; such a thread is abandoned, and anything it would still record
+    is not (the run was already recorded as timed out)."""
+    try:
+        cli.main(prog_name="agentledger", windows_expand_args=False)
+    except SystemExit as exc:
+        _leave(exc.code)
+        raise
+    _leave(0)
+
+
+def _leave(code: int | str | None) -> None:
+    deadline = time.monotonic() + STUCK_THREAD_GRACE_SECONDS
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

@@ -304,16 +304,16 @@ def print_result(result: ExperimentResult) -> None:
     )
     click.echo(f"Output: {result.output_dir}")
     click.echo(f"Experiment: {result.experiment_id}")
+    if result.already_completed:
+        click.echo(
+            "Already completed: nothing left to run; its report was written again from the log.",
+            err=True,
+        )
     if result.interrupted:
         click.echo(
             f"Interrupted: resume with agentledger run experiment --resume {result.experiment_id}",
             err=True,
         )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
-            # A sync agent thread that cannot be stopped would hold the exit open.
-            os._exit(EXIT_INTERRUPTED)
         click.get_current_context().exit(EXIT_INTERRUPTED)
 
 

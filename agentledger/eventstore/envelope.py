@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -19,8 +20,41 @@ GENESIS_HASH = ""
 
 
 def encode_json(value: Any) -> str:
-    """Canonical JSON text: sorted keys, no whitespace; what is stored and hashed."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    """Canonical JSON text: sorted keys, no whitespace; what is stored and hashed.
+
+    Text that is not valid Unicode (a lone surrogate, as ``os.fsdecode`` or
+    ``surrogateescape`` decoding make from invalid UTF-8) cannot be stored as UTF-8: each
+    lone surrogate is stored as the six characters of its escape, ``\\udXXX``."""
+    return encode_json_bytes(value).decode()
+
+
+def encode_json_bytes(value: Any) -> bytes:
+    """``encode_json`` as UTF-8 bytes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        if "surrogates not allowed" not in str(exc):
+            raise
+        return orjson.dumps(escape_surrogates(value), option=orjson.OPT_SORT_KEYS)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by its ``\\udXXX`` escape text."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def escape_surrogates(value: Any) -> Any:
+    """``value`` with every string (keys included) passed through ``escape_text``."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, dict):
+        return {escape_surrogates(k): escape_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_surrogates(v) for v in value]
+    return value
 
 
 def format_timestamp(moment: datetime) -> str:

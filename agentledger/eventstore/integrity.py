@@ -24,7 +24,7 @@ from agentledger.events.streams import experiment_traces_prefix
 from agentledger.eventstore.envelope import GENESIS_HASH
 from agentledger.eventstore.store import EventStore, RawEvent
 
-ProblemKind = Literal["modified", "deleted", "inserted", "reordered"]
+ProblemKind = Literal["modified", "deleted", "inserted", "reordered", "duplicated"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,27 @@ def check_stream(stream: list[RawEvent]) -> IntegrityProblem | None:
         hashes.append(event.hash)
         prev = event
     return None
+
+
+def check_single_ending(stream: list[RawEvent]) -> IntegrityProblem | None:
+    """A stream that ended twice: a trace with two final events, or an experiment
+    completed twice (two processes ran the same slot, or a completion was copied in).
+    Each chains correctly, so only this check sees it."""
+    endings = [
+        event
+        for event in stream
+        if event.type == "ExperimentCompleted"
+        or (event.type in _FINAL_TYPES and final_outcome(event.type, _document(event)) is not None)
+    ]
+    if len(endings) < 2:
+        return None
+    first, second = endings[0], endings[1]
+    return _problem(
+        "duplicated",
+        second,
+        f"a second final {second.type}: the stream already ended at v{first.stream_version} "
+        f"(position {first.position}); the slot was recorded twice",
+    )
 
 
 def _problem(kind: ProblemKind, event: RawEvent, detail: str) -> IntegrityProblem:
@@ -192,7 +213,7 @@ def verify(store: EventStore, correlation_id: str | None = None) -> Verification
     for stream in _group_streams(store.read_streams_raw(correlation_id)):
         report.streams += 1
         report.events += len(stream)
-        problem = check_stream(stream)
+        problem = check_stream(stream) or check_single_ending(stream)
         if problem is not None:
             report.problems.append(problem)
         tails[stream[0].stream_id] = _tail(stream)

@@ -42,6 +42,7 @@ from agentledger.eventstore.envelope import (
     GENESIS_HASH,
     AppendResult,
     encode_json,
+    encode_json_bytes,
     new_event_ids,
     utc_now,
 )
@@ -65,6 +66,33 @@ from agentledger.eventstore.schema import checkpoints
 from agentledger.version import installed_version
 
 __all__ = ["ANY_VERSION", "NO_STREAM", "AppendRequest", "EventStore", "RawEvent"]
+
+
+MAX_KEY_LENGTH = 200
+"""Stream ids and correlation ids are indexed columns of at most this many characters."""
+
+
+def _check_key(value: Any, what: str) -> None:
+    """Refuse an id either backend cannot store as it is (too long, NUL, not Unicode)."""
+    if (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_KEY_LENGTH
+        and "\x00" not in value
+        and (value.isascii() or not _has_surrogate(value))
+    ):
+        return
+    shown = repr(value)[:60]
+    raise EventValidationError(
+        f"{what} {shown} is not storable: use 1-{MAX_KEY_LENGTH} characters of text without NUL"
+    )
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class EventStore(StoreReader):
@@ -281,7 +309,11 @@ class EventStore(StoreReader):
         for request in requests:
             if not request.payloads:
                 raise EventValidationError(f"append to {request.stream_id} with no events")
+            _check_key(request.stream_id, "stream id")
             meta = {**self._base_metadata, **(request.metadata or {})}
+            correlation = meta.get("correlation_id")
+            if correlation is not None:
+                _check_key(correlation, "correlation_id")
             events_json = [
                 (event_id, p.event_type, p.schema_version, self._encode(p.model_dump(mode="json")))
                 for event_id, p in zip(
@@ -328,7 +360,7 @@ class EventStore(StoreReader):
 
     def _encode(self, document: Any) -> str:
         """Canonical JSON with secrets masked: the single redaction point of every write."""
-        encoded = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        encoded = encode_json_bytes(document)
         if self.redactor.needs_scrub(encoded):
             return encode_json(self.redactor.scrub(document))
         return encoded.decode()

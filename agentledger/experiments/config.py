@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentledger.errors import ConfigError
@@ -234,20 +233,11 @@ class Overrides(BaseModel):
 
 
 def load_yaml(path: Path, what: str) -> dict[str, Any]:
-    """Read a YAML mapping; every problem is a ``ConfigError`` naming the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} not found") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}{where}: {problem}; fix the YAML syntax") from None
+    """Read a YAML mapping (bounded, see ``agentledger.documents``); every problem is a
+    ``ConfigError`` naming the file."""
+    from agentledger.documents import parse_yaml, read_text
+
+    data = parse_yaml(read_text(path, what), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

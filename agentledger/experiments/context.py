@@ -86,7 +86,7 @@ class TraceRecorder:
         with self._lock:
             request = AppendRequest(self.stream_id, payloads, self.version, self._metadata)
             self.version += len(payloads)
-            self._writer.submit(request, callback)
+            self._writer.submit(request, callback, owner=self)
 
 
 class ToolRejected(RunnerError):

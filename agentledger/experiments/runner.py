@@ -28,6 +28,7 @@ from typing import Protocol
 
 from agentledger.errors import ConfigError, ResumeError
 from agentledger.events.payloads import (
+    ExperimentCompleted,
     ExperimentInterrupted,
     ExperimentResumed,
     ExperimentStarted,
@@ -37,6 +38,7 @@ from agentledger.events.payloads import (
     TraceStarted,
 )
 from agentledger.events.streams import TRACE_PREFIX, experiment_stream, trace_stream
+from agentledger.eventstore.errors import ConcurrencyError
 from agentledger.eventstore.slots import SlotBoard
 from agentledger.eventstore.store import NO_STREAM, EventStore
 from agentledger.experiments.attempt import check_replay, run_attempt
@@ -53,6 +55,9 @@ from agentledger.models.gateway import ModelGateway
 from agentledger.replay.book import RecordMode, ReplaySource
 
 log = logging.getLogger("agentledger.runner")
+
+_COMPLETE_TRIES = 20
+"""How often recording the end of an experiment is tried against a moving stream."""
 
 
 class ExperimentListener(Protocol):
@@ -82,24 +87,39 @@ class ExperimentResult:
     successful: int = 0
     failed: int = 0
     interrupted: bool = False
+    already_completed: bool = False
+    """A resume found the experiment completed (by an earlier or another process): nothing
+    ran, its report was written again from the log."""
+
+
+MAX_FOLDER_NAME = 100
+"""Characters of the experiment name kept in its folder's name (file systems allow 255
+bytes per name; the full name stays in the log and the report)."""
 
 
 def _folder_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:MAX_FOLDER_NAME]
+    return safe.strip("._") or "experiment"
 
 
 def create_output_dir(base: Path, name: str, moment: datetime) -> Path:
     """``<base>/<name>_<YYYYMMDD_HHMMSS>``, made exclusively (``_2``, ``_3`` on a clash)."""
     stem = f"{_folder_name(name)}_{moment.strftime('%Y%m%d_%H%M%S')}"
-    base.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 10_000):
-        candidate = base / (stem if n == 1 else f"{stem}_{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise OSError(f"no free output folder name under {base}")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            candidate = base / (stem if n == 1 else f"{stem}_{n}")
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the experiment folder under {base}: {exc.strerror or exc}; "
+            "choose a writable --output-dir"
+        ) from None
+    raise ConfigError(f"no free experiment folder name under {base}; clean it up")
 
 
 @dataclass
@@ -282,8 +302,14 @@ class ExperimentRunner:
             if isinstance(run.supervisor, ModelSupervisor):
                 run.supervisor.gateway.close()
             writer.close()
+        if writer.refused:
+            # Another process ran some of these slots (two resumes at once): what counts is
+            # the log, where each slot has exactly one final event.
+            finished = finished_traces(self._store, result.experiment_id)
+            result.successful = sum(finished.values())
+            result.failed = len(finished) - result.successful
         if complete:
-            self._finish(run, done)
+            self._finish(run)
         return result
 
     async def _run_slots(
@@ -488,30 +514,45 @@ class ExperimentRunner:
 
     # --- completion -----------------------------------------------------------------------
 
-    def _finish(self, run: _Run, done_before: int) -> None:
+    def _finish(self, run: _Run) -> None:
+        """Record how the experiment ended: ``ExperimentCompleted`` once every slot is
+        finished (appended against the stream's version, so two processes finishing at
+        once record it once), else ``ExperimentInterrupted``."""
         result = run.result
         stream = experiment_stream(result.experiment_id)
         meta = {"correlation_id": result.experiment_id}
-        finished = result.successful + result.failed
-        if result.interrupted or finished < result.total:
-            self._store.append(
-                stream,
-                [
-                    ExperimentInterrupted(
-                        experiment_id=result.experiment_id,
-                        reason="interrupted" if result.interrupted else "incomplete",
-                        completed=finished,
-                        remaining=result.total - finished,
-                    )
-                ],
-                metadata=meta,
-            )
-            result.interrupted = True
+        for _ in range(_COMPLETE_TRIES):
+            history = self._store.read_stream(stream)
+            if any(ev.type == "ExperimentCompleted" for ev in history):
+                result.interrupted = False  # another process completed it
+                return
+            finished = result.successful + result.failed
+            version = history[-1].stream_version if history else 0
+            if result.interrupted or finished < result.total:
+                event: ExperimentInterrupted | ExperimentCompleted = ExperimentInterrupted(
+                    experiment_id=result.experiment_id,
+                    reason="interrupted" if result.interrupted else "incomplete",
+                    completed=finished,
+                    remaining=result.total - finished,
+                )
+            else:
+                event = completed_event(
+                    self._store,
+                    result.experiment_id,
+                    result.total,
+                    result.successful,
+                    result.failed,
+                )
+            try:
+                self._store.append(stream, [event], expected_version=version, metadata=meta)
+            except ConcurrencyError:
+                continue  # another process recorded something (maybe the completion)
+            result.interrupted = isinstance(event, ExperimentInterrupted)
             return
-        completed = completed_event(
-            self._store, result.experiment_id, result.total, result.successful, result.failed
+        raise ResumeError(
+            f"experiment {result.experiment_id} kept changing while this run ended; "
+            "see `agentledger experiments show`"
         )
-        self._store.append(stream, [completed], metadata=meta)
 
 
 def _interrupted(attempt: int, when: str) -> TraceFailed:

@@ -4,7 +4,12 @@ Runs hand their events to a ``BatchWriter`` and move on; one background thread d
 whatever has queued up and appends it with ``EventStore.append_batch`` in a single
 transaction. Each request carries the stream version it expects, so ordering within a
 stream is checked by the store, not assumed. A batch that loses an optimistic-concurrency
-race is retried request by request, so only the conflicting stream's append is refused.
+race is retried request by request, so only the conflicting stream's append is refused;
+once a stream's append is refused, every later append of this writer to that stream is
+refused too (another process owns it now: appending on would interleave two runs).
+
+The writer never dies silently: any failure of an append (the store's or not) is kept,
+handed to the waiting callbacks, and raised by the next ``submit`` or ``flush``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ Callback = Callable[[AppendResult | None, StoreError | None], None]
 class _Item:
     request: AppendRequest
     callback: Callback | None = None
+    owner: object = None
+    """Who appends (a trace's recorder): after a refusal, its later appends are refused."""
+
+    @property
+    def chain(self) -> tuple[str, object]:
+        return (self.request.stream_id, self.owner)
 
 
 class BatchWriter:
@@ -38,18 +49,25 @@ class BatchWriter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._failure: StoreError | None = None
+        self._lost: dict[tuple[str, object], ConcurrencyError] = {}
+        """(stream, owner) pairs whose append was refused, and why."""
+        self.refused = 0
+        """Appends refused because their stream moved (another process runs the slot)."""
         self._pending = 0
         self._idle = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="agentledger-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, request: AppendRequest, callback: Callback | None = None) -> None:
-        """Queue ``request``; ``callback(result, error)`` runs on the writer thread."""
+    def submit(
+        self, request: AppendRequest, callback: Callback | None = None, owner: object = None
+    ) -> None:
+        """Queue ``request``; ``callback(result, error)`` runs on the writer thread. Once an
+        append of ``owner`` to a stream is refused, its later ones to it are refused too."""
         if self._failure is not None:
             raise self._failure
         with self._idle:
             self._pending += 1
-        self._queue.put(_Item(request, callback))
+        self._queue.put(_Item(request, callback, owner))
 
     def flush(self) -> None:
         """Block until everything submitted so far is committed (or refused)."""
@@ -83,10 +101,16 @@ class BatchWriter:
                     stop = True
                     break
                 batch.append(item)
-            self._commit(batch)
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
+            try:
+                self._commit(batch)
+            except BaseException as exc:  # a bug or an unencodable value: fail, never hang
+                log.error("appending %d events failed: %s", len(batch), exc)
+                if self._failure is None:
+                    self._failure = StoreError(f"recording events failed: {exc}")
+            finally:
+                with self._idle:
+                    self._pending -= len(batch)
+                    self._idle.notify_all()
             if stop:
                 return
 
@@ -94,6 +118,17 @@ class BatchWriter:
         if self._failure is not None:
             self._finish(batch, None, self._failure)
             return
+        if self._lost:
+            live = []
+            for item in batch:
+                lost = self._lost.get(item.chain)
+                if lost is None:
+                    live.append(item)
+                else:
+                    self._finish([item], None, lost)
+            batch = live
+            if not batch:
+                return
         try:
             results = self._store.append_batch([item.request for item in batch])
         except ConcurrencyError:
@@ -110,10 +145,16 @@ class BatchWriter:
                 item.callback(result, None)
 
     def _commit_one(self, item: _Item) -> None:
+        lost = self._lost.get(item.chain)
+        if lost is not None:
+            self._finish([item], None, lost)
+            return
         try:
             result = self._store.append_batch([item.request])[0]
         except ConcurrencyError as exc:
             log.warning("append refused: %s", exc)
+            self.refused += 1
+            self._lost[item.chain] = exc
             self._finish([item], None, exc)
             return
         except StoreError as exc:

@@ -12,9 +12,11 @@ documents as the store keeps them (sorted keys).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import traceback
@@ -47,6 +49,46 @@ TRANSCRIPTS = "transcripts"
 _STOP_WAIT_S = 10.0
 """How long a writer process gets to stop after an interrupt before it is killed."""
 _MULTI_TURN_ONLY = ("conversation_state", "termination_reason", "turn_count", "conversation")
+
+
+_TEMPORARY = re.compile(r"^\..+\.(?:tmp|part\d+)-(\d+)$")
+"""Names of a writer's temporaries: ``.NAME.tmp-PID`` (files, the transcripts folder) and
+``.NAME.partN-PID`` (fragments of a parallel rebuild)."""
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Remove the temporaries that writers which are no longer running left in ``folder``
+    and its transcripts folder (killed mid-write); a live process's are left alone.
+    Returns how many were removed."""
+    removed = 0
+    for where in (folder, folder / TRANSCRIPTS):
+        try:
+            entries = list(os.scandir(where))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMPORARY.match(entry.name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 @contextmanager
@@ -181,6 +223,7 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     fmt = str(config.get("output_format", "jsonl"))
     ext = "json" if fmt == "json" else "jsonl"
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
     names = [f"trace_summary.{ext}"]
     if config.get("save_traces", True):
         names += [f"traces.{ext}", f"observations.{ext}"]
@@ -350,7 +393,17 @@ class _Transcripts:
                 shutil.rmtree(self._dir, ignore_errors=True)
             return
         if not self._in_place:
-            os.replace(self._dir, self._target)
+            try:
+                os.replace(self._dir, self._target)
+            except OSError:
+                if not self._target.is_dir():
+                    raise
+                # Another writer of the same report (a second resume, a worker) made the
+                # folder first: put each file in place atomically, last writer wins.
+                with os.scandir(self._dir) as entries:
+                    for entry in list(entries):
+                        os.replace(entry.path, self._target / entry.name)
+                shutil.rmtree(self._dir, ignore_errors=True)
             return
         with os.scandir(self._dir) as entries:
             stale = [e.path for e in entries if e.name not in self._names]

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.process import BaseProcess
@@ -221,9 +221,12 @@ def run_worker(
     started: ExperimentStarted,
     prepared: PreparedExperiment,
     replay: ReplaySource | None = None,
+    *,
+    write_report: bool | Callable[[], bool] = True,
 ) -> WorkerResult:
     """Claim and run slots of a shared experiment until none is left; then complete the
-    experiment if every slot is finished."""
+    experiment if every slot is finished, and write its report if ``write_report`` (or
+    what it returns then) says so."""
     assert started.lease_seconds is not None
     experiment_id = started.experiment_id
     total = started.plan.total_runs
@@ -239,6 +242,8 @@ def run_worker(
     with feed:
         runner.work(prepared, result, feed, replay=replay)
     completed = not result.interrupted and complete_if_done(store, experiment_id, total)
+    if completed and (write_report() if callable(write_report) else write_report):
+        _write_report(store, experiment_id, output_dir)
     return WorkerResult(
         experiment_id,
         feed.owner,
@@ -249,6 +254,18 @@ def run_worker(
         interrupted=result.interrupted,
         completed=completed,
     )
+
+
+def _write_report(store: EventStore, experiment_id: str, output_dir: Path) -> None:
+    """The experiment's report, written from the log (atomically per file: a starting
+    process writing the same report at once writes the same bytes)."""
+    from agentledger.projections.report import load_report
+    from agentledger.projections.writers import write_report
+
+    try:
+        write_report(load_report(store, experiment_id), output_dir)
+    except AgentLedgerError as exc:
+        log.error("writing the report of %s failed: %s", experiment_id, exc)
 
 
 # --- local workers and the starting process -------------------------------------------------
@@ -291,6 +308,7 @@ def _local_worker(
     """A local worker process: its own process group (a terminal's Ctrl-C reaches the
     starting process, which passes it on once), its own store connections."""
     os.setpgid(0, 0)
+    parent = os.getppid()
     code = 0
     try:
         with EventStore.open(url, redactor=redactor, schema="require") as store:
@@ -300,7 +318,16 @@ def _local_worker(
             runner = ExperimentRunner(
                 store, handle_signals=True, on_second_interrupt=partial(os._exit, 130)
             )
-            outcome = run_worker(runner, store, started, prepared, replay)
+            # The starting process writes the report, unless it died: then whoever
+            # completes the experiment does.
+            outcome = run_worker(
+                runner,
+                store,
+                started,
+                prepared,
+                replay,
+                write_report=lambda: os.getppid() != parent,
+            )
             code = 130 if outcome.interrupted else 0
     except AgentLedgerError as exc:
         log.error("worker %d: %s", os.getpid(), exc)

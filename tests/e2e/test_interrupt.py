@@ -106,6 +106,84 @@ def test_sigkill_then_resume_completes_every_slot_exactly_once(
     assert sorted(completions(store_url).values()) == [1] * 10
     summary = orjson.loads((output_folder(resumed) / "summary.json").read_bytes())
     assert (summary["status"], summary["successful"]) == ("completed", 10)
-    again = agentledger("run", "experiment", "--resume", experiment, cwd=project, store=store_url)
-    assert again.returncode == 2 and "already completed" in again.stderr
     assert agentledger("verify", experiment, cwd=project, store=store_url).returncode == 0
+
+
+STEPPING_AGENT = """
+import time
+def run(input_text, ctx):
+    for step in range(6):
+        ctx.observe("step", n=step)
+        time.sleep(0.02)
+    return "done: " + input_text
+"""
+
+
+def test_two_resumes_at_once_complete_every_slot_exactly_once(
+    tmp_path: Path, store_url: str
+) -> None:
+    # Runs that record a step at a time: two processes running the same slot interleave
+    # their appends, so a run that lost its slot would find the stream's next version
+    # free again and again unless it stops at its first refused append.
+    inputs = [{"input": f"question {n}"} for n in range(24)]
+    project = make_project(tmp_path, agent=STEPPING_AGENT, inputs=inputs, iterations=1)
+    proc = start(project, store_url)
+    wait_for_traces(store_url, 3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    experiment = experiment_of(store_url)
+    command = [AGENTLEDGER, "--store", store_url, "run", "experiment", "--resume", experiment]
+    both = [
+        subprocess.Popen(
+            [*command, "--parallel", "4"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for resumed in both:
+        _, stderr = resumed.communicate(timeout=120)
+        assert resumed.returncode == 0, stderr
+    assert sorted(completions(store_url).values()) == [1] * 24
+    with EventStore.open(store_url, create=False) as store:
+        endings = list(store.read_all(types=["ExperimentCompleted"]))
+    assert len(endings) == 1 and endings[0].data["successful"] == 24
+    shown = agentledger("experiments", "show", experiment, cwd=project, store=store_url)
+    assert "progress    24/24 runs finished" in shown.stdout, shown.stdout
+    assert agentledger("verify", experiment, cwd=project, store=store_url).returncode == 0
+
+
+def test_resume_of_a_completed_experiment_writes_its_missing_report_again(
+    tmp_path: Path, store_url: str
+) -> None:
+    project = make_project(tmp_path, agent="def run(input_text):\n    return input_text\n")
+    first = agentledger("run", "experiment", "--yes", cwd=project, store=store_url)
+    assert first.returncode == 0, first.stderr
+    folder = output_folder(first)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    for path in folder.iterdir():
+        if path.is_file():
+            path.unlink()
+    experiment = experiment_of(store_url)
+    again = agentledger("run", "experiment", "--resume", experiment, cwd=project, store=store_url)
+    assert again.returncode == 0, again.stderr
+    assert "Already completed: nothing left to run" in again.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_a_sync_target_that_hangs_past_its_timeout_does_not_hold_the_command_open(
+    tmp_path: Path,
+) -> None:
+    hangs = "import time\ndef run(input_text):\n    time.sleep(3600)\n"
+    project = make_project(tmp_path, agent=hangs, iterations=1)
+    # The subprocess timeout is the hang guard: the command must end on its own.
+    result = agentledger(
+        "run", "experiment", "--yes", "--timeout", "1", "--parallel", "3", cwd=project, timeout=60
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Runs: 3/3  ok: 0  failed: 3" in result.stdout
+    rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
+    assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3

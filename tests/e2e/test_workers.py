@@ -360,3 +360,31 @@ def test_ctrl_c_in_a_joined_worker_frees_its_slots_for_the_others(
     ]
     assert trace in {ev.stream_id for ev in interrupted}
     assert {ev.metadata["pid"] for ev in interrupted} == {joined.pid}
+
+
+def test_when_the_starting_process_dies_the_workers_finish_and_write_the_report(
+    project: Path, store_url: str
+) -> None:
+    starter = popen("run", "experiment", "-y", "--workers", "2", cwd=project, store=store_url)
+    experiment = wait_until(lambda: started_experiment(store_url), "the experiment to start")
+    wait_until(lambda: events(store_url, "TraceCompleted"), "a first run to finish")
+    starter.send_signal(signal.SIGKILL)  # the starting process only: workers go on
+    starter.communicate(timeout=30)
+    wait_until(lambda: events(store_url, "ExperimentCompleted"), "the workers to finish", 120)
+    [started] = events(store_url, "ExperimentStarted")
+    folder = Path(started.data["output_dir"])
+    summary = wait_until(
+        lambda: (
+            (s := orjson.loads((folder / "summary.json").read_bytes()))["status"] == "completed"
+            and s
+        ),
+        "the report of the completed experiment",
+    )
+    assert summary["successful"] == TOTAL
+    assert len(read_jsonl(folder / "trace_summary.jsonl")) == TOTAL
+    rebuilt = project / "rebuilt"
+    rebuild = agentledger(
+        "report", "rebuild", experiment, "--output-dir", str(rebuilt), cwd=project, store=store_url
+    )
+    assert rebuild.returncode == 0, rebuild.stderr
+    assert folder_bytes(rebuilt) == folder_bytes(folder)

@@ -289,3 +289,20 @@ def test_a_malformed_seal_is_reported_not_crashed_on(
         ("modified", f"experiment-{EXP}")
     ] * 2
     assert ("modified", f"experiment-{EXP}", detail) in problems
+
+
+def test_a_trace_that_ended_twice_is_reported_as_duplicated(store: EventStore) -> None:
+    from agentledger.events.payloads import TraceCompleted
+
+    done = TraceCompleted(output="x", duration_ms=1.0, attempts=1)
+    store.append("trace-e1-000001", [obs(1), done])
+    store.append("trace-e1-000001", [obs(2), done])  # a second process ran the same slot
+    report = verify(store)
+    assert not report.ok
+    [problem] = report.problems
+    assert (problem.kind, problem.stream_id, problem.stream_version) == (
+        "duplicated",
+        "trace-e1-000001",
+        4,
+    )
+    assert "a second final TraceCompleted: the stream already ended at v2" in problem.describe()

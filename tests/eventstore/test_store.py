@@ -133,11 +133,12 @@ def test_appends_from_two_stores_to_one_stream_keep_one_chain(
 def test_any_text_is_stored_exactly(store: EventStore, value: str) -> None:
     # Quotes, backslashes, braces, commas, "NULL", control characters and non-ASCII must
     # come back byte for byte, and hash the same as when they were written.
-    stream = f"misc-{value[:20]}"
-    written = store.append(stream, [_Renamed(text=value)], metadata={"correlation_id": value})
+    stream = f"misc-{value[:20]}".replace("\x00", "0")
+    correlation = value[:200].replace("\x00", "0") or "c"
+    written = store.append(stream, [_Renamed(text=value)], metadata={"correlation_id": correlation})
     [event] = store.read_stream(stream)[-1:]
     assert event.data == {"text": value}
-    assert event.metadata["correlation_id"] == value
+    assert event.metadata["correlation_id"] == correlation
     assert event.stream_id == stream
     assert event.hash == written.hash
     assert verify(store).ok
@@ -463,3 +464,31 @@ def test_migrations_head_constant_matches_alembic() -> None:
 
     head, revisions = migrations.alembic_revisions()
     assert (head, revisions) == (migrations.HEAD, set(migrations.REVISIONS))
+
+
+@pytest.mark.parametrize(
+    ("stream_id", "correlation_id"),
+    [
+        ("trace-" + "x" * 200, None),
+        ("trace-a\x00b", None),
+        ("", None),
+        ("trace-ok", "c" * 201),
+        ("trace-ok", "nul\x00"),
+        ("trace-ok", "bad \ud800"),
+    ],
+)
+def test_ids_either_backend_cannot_store_are_refused_in_one_line(
+    store: EventStore, stream_id: str, correlation_id: str | None
+) -> None:
+    metadata = {"correlation_id": correlation_id} if correlation_id is not None else None
+    with pytest.raises(EventValidationError, match="is not storable: use 1-200 characters"):
+        store.append(stream_id, [observation(1)], metadata=metadata)
+    assert store.last_position() == 0
+
+
+def test_lone_surrogates_in_event_data_are_stored_as_their_escape_text(store: EventStore) -> None:
+    written = store.append("trace-s", [_Renamed(text="bad \ud800 here \udcff")])
+    [event] = store.read_stream("trace-s")
+    assert event.data == {"text": "bad \\ud800 here \\udcff"}
+    assert event.hash == written.hash
+    assert verify(store).ok

@@ -379,3 +379,34 @@ def test_a_failing_part_fails_the_report_and_leaves_nothing_half_written(
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
     finally:
         store.close()
+
+
+def test_temporaries_of_writers_that_died_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from agentledger.projections.writers import remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid, live_pid = int(dead.stdout), os.getpid()
+    transcripts = tmp_path / "transcripts"
+    (tmp_path / f".transcripts.tmp-{dead_pid}").mkdir()
+    (tmp_path / f".transcripts.tmp-{dead_pid}" / "a.md").write_text("x")
+    transcripts.mkdir()
+    stale = [
+        tmp_path / f".traces.jsonl.tmp-{dead_pid}",
+        tmp_path / f".traces.jsonl.part2-{dead_pid}",
+        transcripts / f".e1-000001.md.tmp-{dead_pid}",
+    ]
+    kept = [
+        tmp_path / f".traces.jsonl.tmp-{live_pid}",
+        tmp_path / "summary.json",
+        transcripts / "e1-000001.md",
+    ]
+    for path in stale + kept:
+        path.write_text("x")
+    assert remove_stale_temporaries(tmp_path) == 4
+    assert not any(p.exists() for p in stale)
+    assert not (tmp_path / f".transcripts.tmp-{dead_pid}").exists()
+    assert all(p.exists() for p in kept)

@@ -19,6 +19,7 @@ headers, JSON body) for assertions.
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 import threading
 import time
@@ -110,6 +111,15 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def _json_body(value: Any) -> bytes:
+    """JSON as a real server may send it: lone surrogates escaped (``\\ud800``), which
+    orjson refuses to encode and JSON allows."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value).encode()
+
+
 def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -162,7 +172,7 @@ def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
             else:
                 done = completion(body, "scripted" if model.replies else "echo", model.replies)
             if not body.get("stream"):
-                self._send(200, orjson.dumps(done))
+                self._send(200, _json_body(done))
                 return
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")

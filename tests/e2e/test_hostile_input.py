@@ -1,0 +1,178 @@
+"""Hostile input through every path: text that is not valid Unicode (lone surrogates), NUL,
+invalid UTF-8 files and arguments, YAML alias bombs. Nothing hangs, nothing is lost,
+every refusal is one line with exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agentledger.eventstore import EventStore
+from tests.support.modelserver import ModelServer
+from tests.support.projects import AGENTLEDGER, agentledger, make_project, output_folder, read_jsonl
+
+pytestmark = pytest.mark.slow
+
+BAD = "bad \ud800 and \udcff and \x00 nul"
+"""Lone surrogates (what os.fsdecode makes of invalid UTF-8) and a NUL."""
+STORED = "bad \\ud800 and \\udcff and \x00 nul"
+"""How the store keeps it: each lone surrogate as its escape text (docs/event-store.md)."""
+
+HOSTILE_AGENT = f"""
+BAD = {BAD!r}
+
+def lookup(query):
+    return "tool says " + BAD
+
+def run(input_text, ctx):
+    ctx.log("log " + BAD)
+    ctx.observe("observe " + BAD, value=BAD, **{{BAD: 1}})
+    with ctx.span("span " + BAD):
+        tool = ctx.tool("lookup", lookup, {{"query": BAD}})
+    reply = ctx.openai.chat.completions.create(
+        model=ctx.model, messages=[{{"role": "user", "content": "hi"}}]
+    ).choices[0].message.content
+    return " | ".join([input_text, tool, reply, BAD])
+"""
+
+
+def test_surrogates_and_nul_through_every_experiment_path_are_stored_and_verified(
+    tmp_path: Path, model_server: ModelServer
+) -> None:
+    model_server.replies = [f"model says {BAD}"]
+    # The inputs file and the config carry them as YAML escapes.
+    inputs = tmp_path / "inputs.yaml"
+    inputs.write_text('inputs:\n  - input: "input \\ud800 \\0 x"\n    metadata: {k: "\\udcff"}\n')
+    project = make_project(
+        tmp_path / "proj",
+        agent=HOSTILE_AGENT,
+        iterations=1,
+        simulation={
+            "model": {"provider": "openai", "name": "m", "base_url": model_server.base_url},
+            "description": "desc \ud800",
+        },
+    )
+    env = {"OPENAI_API_KEY": "sk-test-hostile"}
+    result = agentledger(
+        "run", "experiment", "--yes", "--inputs", str(inputs), "--name", "name \udcff",
+        cwd=project, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [row] = read_jsonl(output_folder(result) / "trace_summary.jsonl")
+    assert row["output"] == " | ".join(
+        ["input \\ud800 \x00 x", f"tool says {STORED}", f"model says {STORED}", STORED]
+    )
+    names = {row["name"] for row in read_jsonl(output_folder(result) / "observations.jsonl")}
+    assert {f"log {STORED}", f"observe {STORED}", f"span {STORED}"} <= names
+    verify = agentledger("verify", cwd=project)
+    assert verify.returncode == 0 and "intact" in verify.stdout
+    with EventStore.open(str(project / ".agentledger" / "ledger.db"), create=False) as store:
+        [started] = [e for e in store.read_all(types=["ExperimentStarted"])]
+    assert started.data["name"] == "name \\udcff"
+    rebuilt = tmp_path / "rebuilt"
+    rebuild = agentledger("report", "rebuild", started.data["experiment_id"],
+                          "--output-dir", str(rebuilt), cwd=project)  # fmt: skip
+    assert rebuild.returncode == 0, rebuild.stderr
+    assert (rebuilt / "trace_summary.jsonl").read_bytes() == (
+        output_folder(result) / "trace_summary.jsonl"
+    ).read_bytes()
+
+
+@pytest.fixture
+def agent_project(tmp_path: Path) -> Path:
+    project = tmp_path / "agentproj"
+    project.mkdir()
+    (project / "agentledger.yaml").write_text("agents:\n  - {name: py, target: 'agent:run'}\n")
+    (project / "agent.py").write_text("def run(input_text):\n    return 'got ' + input_text\n")
+    return project
+
+
+def run_agent_bytes(project: Path, *args: bytes, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("AGENTLEDGER_STORE",)}
+    return subprocess.run(
+        [AGENTLEDGER.encode(), b"run", b"agent", bytes(project), b"py", *args],
+        cwd=project, input=stdin, capture_output=True, timeout=60, env=env,
+    )  # fmt: skip
+
+
+def test_run_agent_refuses_input_that_is_not_utf8_naming_where_it_came_from(
+    agent_project: Path,
+) -> None:
+    given = run_agent_bytes(agent_project, b"-i", b"bad \xff here")
+    assert given.returncode == 2
+    assert given.stderr.decode() == (
+        "Error: -i: not valid UTF-8 text (byte 0xff at character 4); pass UTF-8\n"
+    )
+    piped = run_agent_bytes(agent_project, stdin=b"stdin \xfe bytes\n")
+    assert piped.returncode == 2
+    assert piped.stderr.decode() == (
+        "Error: stdin: not valid UTF-8 (byte 0xfe at offset 6); save it as UTF-8\n"
+    )
+    (agent_project / "in.txt").write_bytes(b"file \xc3\x28 bytes")
+    from_file = run_agent_bytes(agent_project, b"-i", b"@in.txt")
+    assert from_file.returncode == 2
+    assert b"in.txt: not valid UTF-8 (byte 0xc3 at offset 5); save it as UTF-8" in (
+        from_file.stderr
+    )
+    nul = run_agent_bytes(agent_project, stdin=b"has \x00 nul")
+    assert nul.returncode == 0, nul.stderr
+    assert nul.stdout == b"got has \x00 nul\n"
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(9)
+)
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_line_wherever_it_is_read(
+    tmp_path: Path, agent_project: Path
+) -> None:
+    project = make_project(tmp_path / "proj", iterations=1)
+    (project / "bomb.yaml").write_text("inputs:\n  - input: x\n" + BOMB)
+    result = agentledger("run", "experiment", "--yes", "--inputs", "bomb.yaml", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith(
+        "bomb.yaml: expands to more than 5,000,000 values (through YAML aliases); write the "
+        "values out or make the document smaller"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    (agent_project / "bomb.yaml").write_text(BOMB)
+    agent = agentledger("run", "agent", str(agent_project), "py", "-i", "@bomb.yaml",
+                        cwd=agent_project)  # fmt: skip
+    assert agent.returncode == 2
+    assert "bomb.yaml: expands to more than 5,000,000 values" in agent.stderr
+    (project / "configs" / "simulation.yaml").write_text("name: x\n" + BOMB)
+    config = agentledger("run", "experiment", "--yes", cwd=project)
+    assert config.returncode == 2 and "expands to more than" in config.stderr
+
+
+@pytest.mark.parametrize(
+    "config", ["configs/simulation.yaml", "configs/project.yaml", "inputs/generated.yaml"]
+)
+def test_a_config_file_that_is_not_utf8_is_a_one_line_error(tmp_path: Path, config: str) -> None:
+    project = make_project(tmp_path / "proj", iterations=1)
+    path = project / config
+    path.write_bytes(b"name: caf\xe9\n" + (path.read_bytes() if path.exists() else b""))
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: ")
+    assert result.stderr.strip().endswith(
+        f"{path}: not valid UTF-8 (byte 0xe9 at offset 9); save it as UTF-8"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (project / "experiments").exists()
+
+
+def test_a_very_long_experiment_name_is_kept_in_the_log_and_shortened_in_the_folder(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "proj", iterations=1)
+    result = agentledger("run", "experiment", "--yes", "--name", "n" * 5000, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert output_folder(result).name.startswith("n" * 100 + "_")
+    summary = orjson.loads((output_folder(result) / "summary.json").read_bytes())
+    assert summary["experiment_name"] == "n" * 5000
