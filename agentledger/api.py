@@ -309,6 +309,7 @@ def _replay(
         listener=listener,
         handle_signals=handle_signals,
         on_second_interrupt=on_second_interrupt,
+        create=False,
     ) as workspace:
         experiment_id, slot = resolve_replay_target(workspace.store, target)
         prepared, source = prepare_replay(
@@ -353,7 +354,7 @@ def replay_agent_session(
 
     record_mode = RecordMode.parse(mode, "--mode")
     moved_to = Path(project_dir).resolve() if project_dir is not None else None
-    with Workspace(Path(project).resolve(), store, live_refresh=None) as workspace:
+    with Workspace(Path(project).resolve(), store, live_refresh=None, create=False) as workspace:
         if not workspace.store.read_stream(session_stream(session_id)):
             return None
         with contextlib.ExitStack() as stack:

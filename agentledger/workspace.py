@@ -49,12 +49,15 @@ def open_store(
     project_dir: Path | None = None,
     create: bool = True,
     schema: str = "upgrade",
+    readonly: bool = False,
 ) -> EventStore:
     """Open the event store at ``url`` (see ``store_location`` for the default), creating
     and migrating it unless ``create=False`` / ``schema="require"``."""
     from agentledger.eventstore import EventStore
 
-    return EventStore.open(store_location(url, project_dir), create=create, schema=schema)
+    return EventStore.open(
+        store_location(url, project_dir), create=create, schema=schema, readonly=readonly
+    )
 
 
 def load_env(project_dir: Path) -> dict[str, str]:

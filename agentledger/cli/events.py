@@ -42,7 +42,7 @@ def list_events(
         )
     if after < 0:
         raise UserError("--after must be a position >= 0")
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         filters = {"stream_id": stream_id, "types": list(types) or None}
         source = (
             store.subscribe(after, poll_interval=0.2, **filters)

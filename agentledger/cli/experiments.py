@@ -25,7 +25,7 @@ def list_experiments(state: AppState) -> None:
     """Every experiment, oldest first: id, name, status, runs, start time."""
     from agentledger.projections.folds import ExperimentFold
 
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         folds: dict[str, ExperimentFold] = {}
         kinds = ["ExperimentStarted", "ExperimentCompleted", "ExperimentInterrupted"]
         for ev in store.read_all(types=[*kinds, "ExperimentResumed"]):
@@ -51,7 +51,7 @@ def show_experiment(state: AppState, experiment: str) -> None:
     from agentledger.projections.catalog import resolve_experiment
     from agentledger.projections.report import ReportState
 
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         ref = resolve_experiment(store, experiment)
         live = ReportState(ref.experiment_id, keep_traces=False)
         live.catch_up(store)
@@ -128,7 +128,7 @@ def show_trace(state: AppState, trace: str, as_json: bool) -> None:
 
     from agentledger.projections.rows import trace_row
 
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         _, fold = _load_trace(store, trace)
     row = trace_row(fold)
     if as_json:
@@ -170,7 +170,7 @@ def transcript(state: AppState, trace_or_session: str) -> None:
     from agentledger.events.streams import session_stream
     from agentledger.projections.transcripts import session_transcript, trace_transcript
 
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         session = store.read_stream(session_stream(trace_or_session))
         if session:
             click.echo(session_transcript(session), nl=False)

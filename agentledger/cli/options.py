@@ -37,12 +37,28 @@ class AppState:
         return store_location(self.store_url, project_dir)
 
     def open_store(
-        self, project_dir: Path | None = None, *, create: bool = True, schema: str = "upgrade"
+        self,
+        project_dir: Path | None = None,
+        *,
+        create: bool = True,
+        schema: str = "upgrade",
+        readonly: bool = False,
     ) -> EventStore:
         """Open the configured store; errors surface as one-line ``UserError`` via main."""
         from agentledger.api import open_store
 
-        return open_store(self.store_url, project_dir=project_dir, create=create, schema=schema)
+        return open_store(
+            self.store_url,
+            project_dir=project_dir,
+            create=create,
+            schema=schema,
+            readonly=readonly,
+        )
+
+    def read_store(self, project_dir: Path | None = None) -> EventStore:
+        """Open the configured store for reading only: it must exist at the current schema,
+        and nothing is created, migrated or written (a read-only file or mount works)."""
+        return self.open_store(project_dir, create=False, schema="require", readonly=True)
 
 
 pass_state = click.make_pass_decorator(AppState)

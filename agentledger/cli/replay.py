@@ -146,7 +146,7 @@ def diff(state: AppState, experiment_a: str, experiment_b: str, as_json: bool) -
     from agentledger.projections.compare import diff_experiments
     from agentledger.projections.report import load_report
 
-    store = state.open_store(Path.cwd())
+    store = state.read_store(Path.cwd())
     try:
         a = resolve_experiment(store, experiment_a).experiment_id
         b = resolve_experiment(store, experiment_b).experiment_id

@@ -59,7 +59,7 @@ def rebuild(
 
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     parts = jobs or (len(usable) if usable else os.cpu_count() or 1)
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
         loaded = load_report(store, ref.experiment_id, until, parts=parts)
@@ -96,7 +96,7 @@ def show(state: AppState, experiment: str, as_json: bool) -> None:
     from agentledger.projections.report import load_report
     from agentledger.projections.rows import SummaryAccumulator, summary_document
 
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         ref = resolve_experiment(store, experiment)
         loaded = load_report(store, ref.experiment_id)
         acc = SummaryAccumulator()

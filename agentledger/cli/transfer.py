@@ -24,7 +24,7 @@ def export(state: AppState, experiment: str | None, output: Path | None) -> None
     from agentledger.eventstore.transfer import export_events
     from agentledger.projections.catalog import resolve_experiment
 
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         correlation = resolve_experiment(store, experiment).experiment_id if experiment else None
         if output is None:
             export_events(store, sys.stdout.buffer, correlation)

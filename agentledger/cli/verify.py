@@ -21,7 +21,7 @@ def verify(ctx: click.Context, state: AppState, experiment: str | None) -> None:
     from agentledger.eventstore.integrity import verify as run_verify
     from agentledger.projections.catalog import resolve_experiment
 
-    with state.open_store(create=False) as store:
+    with state.read_store() as store:
         correlation = resolve_experiment(store, experiment).experiment_id if experiment else None
         report = run_verify(store, correlation)
     scope = f"experiment {correlation}" if correlation else store.location.display()
@@ -29,7 +29,10 @@ def verify(ctx: click.Context, state: AppState, experiment: str | None) -> None:
     if report.ok:
         click.echo(f"{scope}: intact ({counts})")
         return
+    for line in report.damage:
+        click.echo(f"damaged: {line}")
     for problem in report.problems:
         click.echo(problem.describe())
-    click.echo(f"{scope}: {len(report.problems)} problem(s) in {counts}")
+    found = len(report.problems) + len(report.damage)
+    click.echo(f"{scope}: {found} problem(s) in {counts}")
     ctx.exit(EXIT_FAILED_BAR)

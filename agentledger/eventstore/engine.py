@@ -8,10 +8,12 @@ psycopg 3 (``postgresql+psycopg``) with a connect timeout, so a dead host fails 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -81,10 +83,14 @@ def parse_store_url(value: str, base_dir: Path | None = None) -> StoreURL:
     )
 
 
-def create_store_engine(location: StoreURL, *, pooled: bool = True) -> Engine:
-    """An engine configured for the event store's transaction discipline."""
+def create_store_engine(
+    location: StoreURL, *, pooled: bool = True, readonly: bool = False
+) -> Engine:
+    """An engine configured for the event store's transaction discipline. ``readonly``
+    (SQLite): nothing is ever written, not even the WAL switch, and a file (or folder) that
+    cannot be written is opened read-only (a read-only mount: immutable)."""
     if location.backend == "sqlite":
-        return _sqlite_engine(location, pooled=pooled)
+        return _sqlite_engine(location, pooled=pooled, readonly=readonly)
     if importlib.util.find_spec("psycopg") is None:
         raise StoreURLError(
             f"store {location.display()} is PostgreSQL, and its driver (psycopg) is not "
@@ -96,11 +102,18 @@ def create_store_engine(location: StoreURL, *, pooled: bool = True) -> Engine:
     return create_engine(location.url, **kwargs)
 
 
-def _sqlite_engine(location: StoreURL, *, pooled: bool) -> Engine:
+def _sqlite_engine(location: StoreURL, *, pooled: bool, readonly: bool = False) -> Engine:
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
     if not pooled:
         kwargs["poolclass"] = NullPool
-    engine = create_engine(location.url, **kwargs)
+    url = location.url
+    path = location.path
+    if readonly and path is not None and not os.access(path, os.W_OK | os.R_OK):
+        query = {"mode": "ro", "uri": "true"}
+        if not os.access(path.parent, os.W_OK):
+            query["immutable"] = "1"  # nobody can be writing it: no lock files needed
+        url = url.set(database=f"file:{quote(str(path))}", query=query)
+    engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -109,6 +122,8 @@ def _sqlite_engine(location: StoreURL, *, pooled: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if readonly:
+                return  # switching to WAL writes the file: a reader changes nothing
             mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode and str(mode[0]).lower() != "wal":
                 cursor.execute("PRAGMA journal_mode = WAL")
@@ -133,11 +148,18 @@ def translate_error(exc: Exception, location: StoreURL, action: str) -> StoreErr
     orig = exc.orig if isinstance(exc, DBAPIError) else None
     text = str(orig if orig is not None else exc).strip().splitlines()
     detail = text[0] if text else type(exc).__name__
+    if len(detail) > 160:
+        detail = detail[:157] + "..."
     lowered = detail.lower()
-    if "file is not a database" in lowered or "database disk image is malformed" in lowered:
+    if "file is not a database" in lowered:
         return StoreUnavailableError(
             f"{where} is not an agentledger store (not a valid SQLite database); "
             "pass another --store or move the file away"
+        )
+    if "malformed" in lowered or "could not decode" in lowered:
+        return StoreUnavailableError(
+            f"store {where} is damaged ({detail}); run `agentledger verify`, and restore it "
+            "from a copy or an export"
         )
     if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         return StoreUnavailableError(

@@ -22,6 +22,7 @@ import orjson
 from agentledger.events.payloads import final_outcome
 from agentledger.events.streams import experiment_traces_prefix
 from agentledger.eventstore.envelope import GENESIS_HASH
+from agentledger.eventstore.errors import StoreError
 from agentledger.eventstore.store import EventStore, RawEvent
 
 ProblemKind = Literal["modified", "deleted", "inserted", "reordered", "duplicated"]
@@ -53,10 +54,13 @@ class VerificationReport:
     events: int = 0
     seals: int = 0
     problems: list[IntegrityProblem] = field(default_factory=list)
+    damage: list[str] = field(default_factory=list)
+    """What is wrong with the database itself (the engine's check, events an index hides,
+    positions missing from the log): one line each."""
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.damage
 
 
 def _group_streams(rows: Iterable[RawEvent]) -> Iterator[list[RawEvent]]:
@@ -206,8 +210,22 @@ def _tail(stream: list[RawEvent]) -> _Tail:
 
 
 def verify(store: EventStore, correlation_id: str | None = None) -> VerificationReport:
-    """Check every stream chain (of one experiment or session, when given) and every seal."""
+    """Check the database itself, every stream chain (of one experiment or session, when
+    given) and every seal. A log that cannot even be read is reported as damaged."""
     report = VerificationReport()
+    report.damage = [f"the database engine reports: {line}" for line in store.engine_check()]
+    try:
+        _verify_chains(store, correlation_id, report)
+    except StoreError as exc:
+        report.damage.append(f"reading the log failed: {exc}")
+        return report
+    report.damage += database_damage(store, correlation_id, report.events)
+    return report
+
+
+def _verify_chains(
+    store: EventStore, correlation_id: str | None, report: VerificationReport
+) -> None:
     tails: dict[str, _Tail] = {}
     completions: list[tuple[RawEvent, dict[str, Any]]] = []
     for stream in _group_streams(store.read_streams_raw(correlation_id)):
@@ -239,7 +257,27 @@ def verify(store: EventStore, correlation_id: str | None = None) -> Verification
             if problem is not None:
                 report.problems.append(problem)
     report.problems.sort(key=lambda p: (p.position is None, p.position or 0, p.stream_id))
-    return report
+
+
+def database_damage(store: EventStore, correlation_id: str | None, reachable: int) -> list[str]:
+    """What is wrong with the log under the chains: events a full scan finds that the
+    ordered reads did not (a damaged index), and positions missing from the log (events
+    deleted anywhere, whole streams included)."""
+    damage = []
+    scanned = store.scan_count(correlation_id)
+    if scanned != reachable:
+        damage.append(
+            f"a full scan finds {scanned} events where the stream index gives {reachable}: "
+            "the database file is damaged; restore it from a copy or an export"
+        )
+    if correlation_id is None:
+        missing, first = store.position_gaps()
+        if missing:
+            shown = ", ".join(map(str, first))
+            damage.append(
+                f"{missing} position(s) missing from the log (first: {shown}): events were deleted"
+            )
+    return damage
 
 
 def _check_seal(

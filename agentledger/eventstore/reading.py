@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from agentledger.eventstore.appending import DriverSQL
+from agentledger.eventstore.engine import StoreURL, translate_error
 from agentledger.eventstore.envelope import GENESIS_HASH, FoldEvent, StoredEvent
 from agentledger.eventstore.pager import keyset_pages
 from agentledger.eventstore.rows import (
@@ -44,6 +45,7 @@ class StoreReader:
 
     _engine: Engine
     _sql: DriverSQL
+    location: StoreURL
 
     @property
     def backend(self) -> str:
@@ -60,6 +62,8 @@ class StoreReader:
             try:
                 cursor.execute(sql, params)
                 return list(cursor.fetchall())
+            except self._engine.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+                raise translate_error(exc, self.location, "read") from exc
             finally:
                 cursor.close()
 
@@ -340,6 +344,55 @@ class StoreReader:
                 select(func.max(events.c.position)).where(events.c.recorded_at <= timestamp)
             ).scalar_one()
         return int(value or 0)
+
+    # --- the database itself --------------------------------------------------------------
+
+    def engine_check(self, limit: int = 10) -> list[str]:
+        """What the database engine's own integrity check finds (SQLite ``PRAGMA
+        integrity_check``: damaged pages, index rows missing or extra); empty when sound.
+        PostgreSQL checks its pages itself as it reads them, so there is nothing to run."""
+        if self.backend != "sqlite":
+            return []
+        with self._read() as conn:
+            rows = conn.exec_driver_sql(f"PRAGMA integrity_check({int(limit)})").all()
+        found = [str(row[0]) for row in rows]
+        return [] if found == ["ok"] else found
+
+    def scan_count(self, correlation_id: str | None = None) -> int:
+        """Events counted by a full scan of the table, not through any index: what a damaged
+        index would hide from every other read."""
+        scan = " NOT INDEXED" if self.backend == "sqlite" else ""
+        m = self._sql.marker
+        where = f" WHERE correlation_id = {m}" if correlation_id is not None else ""
+        params = (correlation_id,) if correlation_id is not None else ()
+        with self._read() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    f"SELECT count(*) FROM events{scan}{where}", params
+                ).scalar_one()
+            )
+
+    def position_gaps(self, limit: int = 5) -> tuple[int, list[int]]:
+        """(how many positions are missing, the first of them): positions are numbered
+        1, 2, 3, ... with no gap at append time, so a gap is a deleted event."""
+        with self._read() as conn:
+            count, top = conn.exec_driver_sql(
+                "SELECT count(*), coalesce(max(position), 0) FROM events"
+            ).one()
+            if count == top:
+                return 0, []
+            first = conn.exec_driver_sql(
+                "SELECT e.position + 1 FROM events e WHERE e.position + 1 < "
+                "(SELECT max(position) FROM events) AND NOT EXISTS (SELECT 1 FROM events f "
+                "WHERE f.position = e.position + 1) ORDER BY e.position LIMIT "
+                f"{int(limit)}"
+            ).all()
+            starts = (
+                [1]
+                if conn.exec_driver_sql("SELECT min(position) FROM events").scalar_one() != 1
+                else []
+            )
+        return int(top) - int(count), (starts + [int(r[0]) for r in first])[:limit]
 
     # --- following ------------------------------------------------------------------------
 

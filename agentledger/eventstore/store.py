@@ -8,15 +8,17 @@ a reader that has seen position N can never later meet an event below N.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -66,6 +68,30 @@ from agentledger.eventstore.schema import checkpoints
 from agentledger.version import installed_version
 
 __all__ = ["ANY_VERSION", "NO_STREAM", "AppendRequest", "EventStore", "RawEvent"]
+
+
+def _refuse_foreign_file(location: StoreURL) -> None:
+    """Look into an existing SQLite file read-only, before any connection of ours could
+    change it (switch it to WAL, create tables): another program's database is refused."""
+    import sqlite3
+
+    assert location.path is not None
+    if location.path.stat().st_size == 0:
+        return
+    uri = f"file:{quote(str(location.path))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            names = [
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+    except sqlite3.Error:
+        return  # not readable as SQLite: the engine's own error says so, in one line
+    if names and "alembic_version" not in names:
+        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        raise StoreUnavailableError(
+            f"{location.display()} is not an agentledger store: it holds another program's "
+            f"tables ({shown}); point --store at an agentledger store or a new file"
+        )
 
 
 MAX_KEY_LENGTH = 200
@@ -125,12 +151,17 @@ class EventStore(StoreReader):
         create: bool = True,
         schema: str = "upgrade",
         pooled: bool = True,
+        readonly: bool = False,
     ) -> EventStore:
         """Open (and, if allowed, create and migrate) the store at ``url``.
 
-        ``create=False`` refuses a SQLite file that does not exist yet. ``schema`` says what
-        to do with an older schema: ``upgrade`` it, ``require`` the newest (refuse), or
-        ``skip`` the check (``db current``). A newer schema is refused unless skipped.
+        ``create=False`` refuses a store that does not exist yet (a missing file, or a
+        database without agentledger's tables). ``schema`` says what to do with an older
+        schema: ``upgrade`` it, ``require`` the newest (refuse), or ``skip`` the check (``db
+        current``). A newer schema is refused unless skipped. ``readonly`` opens it for
+        reading only (verify, listings, export): nothing is created, migrated or written,
+        and a read-only file or mount can be read. A SQLite file that holds another
+        program's tables is never used as a store.
         """
         location = parse_store_url(url)
         if location.path is not None:
@@ -150,10 +181,15 @@ class EventStore(StoreReader):
                 raise StoreUnavailableError(
                     f"store path {location.path} is a directory; give a database file path"
                 )
-        store = cls(create_store_engine(location, pooled=pooled), location, redactor)
+            else:
+                _refuse_foreign_file(location)
+        if readonly and (create or schema == "upgrade"):
+            raise ValueError("a read-only store cannot be created or upgraded")
+        engine = create_store_engine(location, pooled=pooled, readonly=readonly)
+        store = cls(engine, location, redactor)
         try:
             if schema != "skip":
-                store._ensure_schema(upgrade=schema == "upgrade")
+                store._ensure_schema(upgrade=schema == "upgrade", create=create)
         except BaseException:
             store.close()
             raise
@@ -189,12 +225,20 @@ class EventStore(StoreReader):
         with self._read() as conn:
             return migrations.current_revision(conn)
 
-    def _ensure_schema(self, *, upgrade: bool) -> None:
+    def _ensure_schema(self, *, upgrade: bool, create: bool = True) -> None:
         head = migrations.head_revision()
         with self._read() as conn:
             current = migrations.current_revision(conn)
+            tables = inspect(conn).get_table_names() if current is None else []
         if current == head:
             return
+        if current is None:
+            self._refuse_foreign(tables)
+            if not create:
+                raise StoreUnavailableError(
+                    f"{self.location.display()} holds no agentledger store (an empty "
+                    "database); check --store, or run an experiment to create one"
+                )
         self._check_not_newer(current)
         if not upgrade:
             raise StoreError(
@@ -202,6 +246,16 @@ class EventStore(StoreReader):
                 f"this agentledger needs {head}; run `agentledger db upgrade`"
             )
         self.upgrade()
+
+    def _refuse_foreign(self, tables: list[str]) -> None:
+        """A SQLite file with tables but none of ours is another program's database: never
+        create a store inside it."""
+        if tables and self.backend == "sqlite":
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreUnavailableError(
+                f"{self.location.display()} is not an agentledger store: it holds another "
+                f"program's tables ({shown}); point --store at an agentledger store or a new file"
+            )
 
     def _check_not_newer(self, current: str | None) -> None:
         if current is not None and current not in migrations.known_revisions():
@@ -215,6 +269,8 @@ class EventStore(StoreReader):
         """Migrate the schema to the newest revision; safe with concurrent openers."""
         with self._write(lock_key=MIGRATE_LOCK_KEY) as conn:
             current = migrations.current_revision(conn)
+            if current is None:
+                self._refuse_foreign(inspect(conn).get_table_names())
             self._check_not_newer(current)
             if current is None and self.backend == "sqlite":
                 migrations.create_head_sqlite(conn)

@@ -212,3 +212,93 @@ def test_a_postgresql_store_without_the_driver_names_the_extra(
         "Error: store postgresql://ci:***@127.0.0.1:1/ledger is PostgreSQL, and its driver "
         "(psycopg) is not installed; pip install 'agentledger[postgres]'\n"
     )
+
+
+def test_verify_of_an_emptied_store_file_says_so_and_creates_nothing(
+    runner: CliRunner, db_path: Path
+) -> None:
+    db_path.write_bytes(b"")  # truncate -s0
+    for wal in db_path.parent.glob("ledger.db-*"):
+        wal.unlink()
+    result = runner.invoke(cli, ["--store", str(db_path), "verify"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {db_path} holds no agentledger store (an empty database); check --store, or "
+        "run an experiment to create one\n"
+    )
+    assert db_path.stat().st_size == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["verify"], ["experiments", "list"], ["export", "-o", "-"], ["db", "upgrade"]],
+    ids=lambda a: a[0],
+)
+def test_another_programs_sqlite_file_is_never_used_as_a_store(
+    runner: CliRunner, tmp_path: Path, args: list[str]
+) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "app.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('ada')")
+    before = foreign.read_bytes()
+    result = runner.invoke(cli, ["--store", str(foreign), *args])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {foreign} is not an agentledger store: it holds another program's tables "
+        "(customers); point --store at an agentledger store or a new file\n"
+    )
+    assert foreign.read_bytes() == before
+
+
+def test_flipped_bytes_are_never_verified_as_intact(runner: CliRunner, tmp_path: Path) -> None:
+    import random
+
+    path = tmp_path / "ledger.db"
+    with EventStore.open(str(path)) as store:
+        for n in range(60):
+            store.append(f"trace-{n % 7}", [obs(n)], metadata={"correlation_id": "exp-1"})
+    original = path.read_bytes()
+    exported = run(runner, "export", "-o", "-", store=path).output
+    for seed in range(8):
+        rng = random.Random(seed)
+        damaged = bytearray(original)
+        for _ in range(20):
+            damaged[rng.randrange(4096, len(damaged))] = rng.randrange(256)
+        copy = tmp_path / f"damaged-{seed}.db"
+        copy.write_bytes(bytes(damaged))
+        verified = runner.invoke(cli, ["--store", str(copy), "verify"])
+        assert "Traceback" not in verified.output
+        if verified.exit_code == 0:  # only when the flips hit no live data
+            again = runner.invoke(cli, ["--store", str(copy), "export", "-o", "-"])
+            assert again.output == exported, f"seed {seed}: verify called a damaged log intact"
+
+
+def test_events_deleted_anywhere_show_as_missing_positions(
+    runner: CliRunner, db_path: Path
+) -> None:
+    engine = create_engine(f"sqlite:///{db_path}")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE stream_id = 'trace-a'"))  # a whole stream
+    engine.dispose()
+    result = run(runner, "verify", store=db_path)
+    assert result.exit_code == 1
+    assert "damaged: 2 position(s) missing from the log (first: 1): events were deleted" in (
+        result.output
+    )
+
+
+def test_a_store_that_cannot_be_written_is_opened_read_only(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from agentledger.eventstore.integrity import verify
+
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as on a read-only mount
+    with EventStore.open(str(db_path), create=False, schema="require", readonly=True) as store:
+        assert "mode=ro" in str(store._engine.url) and "immutable=1" in str(store._engine.url)
+        assert verify(store).ok
+        assert [e.stream_id for e in store.read_all()] == ["trace-a", "trace-a", "trace-b"]

@@ -20,8 +20,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Built from a copy of the source without build leftovers: setuptools would otherwise
     # put whatever an old build/lib holds into the wheel.
     source = tmp_path_factory.mktemp("source") / "agentledger"
+    # __pycache__ is copied on purpose: a checkout has byte-code, and the wheel must not.
     leftovers = shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".demo", ".work"
+        ".git", ".venv", "build", "dist", "*.egg-info", ".*_cache", ".demo", ".work"
     )
     shutil.copytree(ROOT, source, ignore=leftovers)
     out = tmp_path_factory.mktemp("wheel")
@@ -52,6 +53,7 @@ def test_wheel_installs_nothing_at_the_top_of_site_packages_but_agentledger(whee
     top = {name.split("/")[0] for name in names}
     [dist_info] = [t for t in top if t.endswith(".dist-info")]
     assert top == {"agentledger", dist_info}
+    assert not [n for n in names if n.endswith(".pyc") or "__pycache__" in n]
 
 
 def test_wheel_contains_every_subpackage_the_migrations_and_the_templates(wheel: Path) -> None:
