@@ -13,6 +13,7 @@ import click
 from agentledger.cli.errors import EXIT_FAILED_BAR, EXIT_INTERRUPTED, UserError
 from agentledger.cli.options import AppState, pass_state
 from agentledger.errors import AgentLedgerError
+from agentledger.eventstore.redaction import scrub_known
 
 if TYPE_CHECKING:
     from agentledger.agents.project import Agent, AgentProject
@@ -155,7 +156,7 @@ def agent(
         outcome = run_agent(store, project, chosen, values, model, env)
     except AgentRunError as exc:
         # The run happened and failed (the session records it): like a failed run, exit 1.
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {scrub_known(str(exc))}", err=True)
         ctx.exit(EXIT_FAILED_BAR)
     finally:
         store.close()
@@ -286,7 +287,7 @@ def _chat(
             try:
                 result = session.turn(values)
             except AgentLedgerError as exc:
-                click.echo(f"Error: {exc}", err=True)
+                click.echo(f"Error: {scrub_known(str(exc))}", err=True)
                 continue
             if isinstance(result, dict) and output_key in result:
                 result = result[output_key]

@@ -36,7 +36,9 @@ class LedgerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AgentLedgerError as exc:
-            raise UserError(str(exc)) from exc
+            from agentledger.eventstore.redaction import scrub_known
+
+            raise UserError(scrub_known(str(exc))) from exc
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -83,6 +85,7 @@ cli.add_command(experiments.transcript)
 cli.add_command(parse.parse)
 cli.add_command(events.events)
 cli.add_command(verify.verify)
+cli.add_command(verify.checkpoint)
 cli.add_command(transfer.export)
 cli.add_command(transfer.import_)
 cli.add_command(db.db)

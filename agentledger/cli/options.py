@@ -64,13 +64,22 @@ class AppState:
 pass_state = click.make_pass_decorator(AppState)
 
 
+class _ScrubbingFormatter(logging.Formatter):
+    """Log lines with every known secret masked (the same policy as the store's)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from agentledger.eventstore.redaction import scrub_known
+
+        return scrub_known(super().format(record))
+
+
 def configure_logging(level: str) -> None:
     """Route the library's ``agentledger`` loggers to stderr at ``level``."""
     logger = logging.getLogger("agentledger")
     logger.setLevel(LOG_LEVELS[level])
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+        handler.setFormatter(_ScrubbingFormatter("[%(levelname)s] %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
 

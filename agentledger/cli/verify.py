@@ -4,26 +4,63 @@ from __future__ import annotations
 
 import click
 
-from agentledger.cli.errors import EXIT_FAILED_BAR
+from agentledger.cli.errors import EXIT_FAILED_BAR, UserError
 from agentledger.cli.options import AppState, pass_state
 
 
 @click.command()
 @click.argument("experiment", required=False)
+@click.option(
+    "--against",
+    "against",
+    metavar="CHECKPOINT",
+    type=click.Path(dir_okay=False),
+    help="Also prove the log is the one a checkpoint file stated, grown or not "
+    "(catches events cut from its end and whole rewrites).",
+)
 @pass_state
 @click.pass_context
-def verify(ctx: click.Context, state: AppState, experiment: str | None) -> None:
-    """Check that no event was modified, deleted, inserted or reordered.
+def verify(
+    ctx: click.Context, state: AppState, experiment: str | None, against: str | None
+) -> None:
+    """Check that no event was modified, deleted, inserted or reordered, and that the
+    database itself is sound.
 
-    With EXPERIMENT (id, name or output folder) only its streams are checked. Exit 0
-    when intact, 1 naming every broken link (the first one first).
+    With EXPERIMENT (id, name or output folder) only its streams are checked. Signed
+    seals are checked when AGENTLEDGER_SIGNING_KEY is set. Exit 0 when intact, 1 naming
+    every problem (the first one first).
     """
+    from agentledger.eventstore.checkpoint import Checkpoint, compare, signing_key
     from agentledger.eventstore.integrity import verify as run_verify
     from agentledger.projections.catalog import resolve_experiment
 
+    checkpoint = None
+    if against is not None:
+        checkpoint = Checkpoint.parse(_read_checkpoint(against), f"--against {against}")
     with state.read_store() as store:
         correlation = resolve_experiment(store, experiment).experiment_id if experiment else None
         report = run_verify(store, correlation)
+        comparison = compare(checkpoint, store.log_entries(), signing_key()) if checkpoint else None
+    if checkpoint is not None and comparison is not None:
+        signature = {
+            "valid": "signature valid",
+            "unsigned": "unsigned",
+            "unchecked": "signed, not checked: set AGENTLEDGER_SIGNING_KEY",
+            "invalid": "signature INVALID",
+        }[comparison.signature]
+        if comparison.ok:
+            click.echo(
+                f"checkpoint at position {checkpoint.position} ({signature}): the log holds "
+                "it unchanged"
+            )
+        else:
+            report.damage += [f"checkpoint: {finding}" for finding in comparison.findings]
+    if report.unchecked_signatures:
+        click.echo(
+            f"{report.unchecked_signatures} signed seal(s) not checked: set "
+            "AGENTLEDGER_SIGNING_KEY to check them",
+            err=True,
+        )
     scope = f"experiment {correlation}" if correlation else store.location.display()
     counts = f"{report.streams} streams, {report.events} events, {report.seals} seals"
     if report.ok:
@@ -36,3 +73,48 @@ def verify(ctx: click.Context, state: AppState, experiment: str | None) -> None:
     found = len(report.problems) + len(report.damage)
     click.echo(f"{scope}: {found} problem(s) in {counts}")
     ctx.exit(EXIT_FAILED_BAR)
+
+
+def _read_checkpoint(path: str) -> bytes:
+    from agentledger.documents import MAX_DOCUMENT_BYTES
+
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MAX_DOCUMENT_BYTES)
+    except OSError as exc:
+        raise UserError(f"--against {path}: {exc.strerror}; give a checkpoint file") from None
+
+
+@click.command()
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the checkpoint to FILE (refused if it exists).",
+)
+@pass_state
+def checkpoint(state: AppState, output: str | None) -> None:
+    """Print a statement of the log's head: its last position and a root hash over every
+    event in position order, signed (HMAC-SHA256) when AGENTLEDGER_SIGNING_KEY is set.
+
+    Keep it where the log's writers cannot change it; `agentledger verify --against FILE`
+    then proves the log still holds everything it stated.
+    """
+    import orjson
+
+    from agentledger.eventstore.checkpoint import take_checkpoint
+
+    with state.read_store() as store:
+        taken = take_checkpoint(store)
+    text = orjson.dumps(taken.to_dict(), option=orjson.OPT_INDENT_2).decode()
+    if output is not None:
+        try:
+            with open(output, "x", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        except FileExistsError:
+            raise UserError(f"--output {output} exists; choose a new file") from None
+        except OSError as exc:
+            raise UserError(f"--output {output}: {exc.strerror}; choose a writable file") from None
+    click.echo(text)

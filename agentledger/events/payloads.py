@@ -166,6 +166,11 @@ class ExperimentCompleted(Payload):
     seal: str | None = None
     """SHA-256 over the head (stream id, version, hash of its last event) of every trace
     stream of the experiment at completion, in stream order; verify recomputes it."""
+    seal_signature: str | None = None
+    """HMAC-SHA256 of the seal under ``AGENTLEDGER_SIGNING_KEY``, when one was set: without
+    the key a rewritten experiment cannot carry a valid one."""
+    key_id: str | None = None
+    """Which key signed the seal (a public fingerprint of it)."""
     seals: dict[str, TraceSeal] = Field(default_factory=dict)
     """Trace stream id -> its head: how completions were sealed before ``seal`` (one entry
     per trace made the event, and the memory to build it, grow with the experiment).

@@ -39,10 +39,20 @@ class StoreURL:
     """The database file, for SQLite."""
 
     def display(self) -> str:
-        """The URL with any password hidden, for messages."""
+        """The URL with any password hidden (in the user part or as a query parameter such
+        as ``?password=``), for messages."""
         if self.path is not None:
             return str(self.path)
-        return self.url.set(drivername=self.backend).render_as_string(hide_password=True)
+        url = self.url.set(drivername=self.backend)
+        hidden = {
+            key: "***" if _is_secret_parameter(key) else value for key, value in url.query.items()
+        }
+        return url.set(query=hidden).render_as_string(hide_password=True)
+
+
+def _is_secret_parameter(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in ("pass", "secret", "token", "key", "cred"))
 
 
 def parse_store_url(value: str, base_dir: Path | None = None) -> StoreURL:

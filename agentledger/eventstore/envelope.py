@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from agentledger.events.payloads import Payload, decode_payload
+from agentledger.eventstore.errors import EventValidationError
 
 JsonDict = dict[str, Any]
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -134,8 +135,15 @@ class StoredEvent(NamedTuple):
 
     @property
     def payload(self) -> Payload:
-        """The typed payload (upcast to the current schema version and validated)."""
-        return decode_payload(self.type, self.schema_version, self.data)
+        """The typed payload (upcast to the current schema version and validated); an
+        event that does not hold what its type says is a one-line error naming it."""
+        try:
+            return decode_payload(self.type, self.schema_version, self.data)
+        except Exception as exc:
+            raise EventValidationError(
+                f"event at position {self.position} ({self.stream_id} v{self.stream_version}) "
+                f"is not a valid {self.type}: {exc}; the log is damaged: run `agentledger verify`"
+            ) from None
 
     @property
     def correlation_id(self) -> str | None:

@@ -13,6 +13,7 @@ around it, so the report names what happened, not only where:
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,6 +22,7 @@ import orjson
 
 from agentledger.events.payloads import final_outcome
 from agentledger.events.streams import experiment_traces_prefix
+from agentledger.eventstore.checkpoint import KEY_VARIABLE, key_id, seal_message, sign, signing_key
 from agentledger.eventstore.envelope import GENESIS_HASH
 from agentledger.eventstore.errors import StoreError
 from agentledger.eventstore.store import EventStore, RawEvent
@@ -54,6 +56,10 @@ class VerificationReport:
     events: int = 0
     seals: int = 0
     problems: list[IntegrityProblem] = field(default_factory=list)
+    signed_seals: int = 0
+    """Seals whose signature was checked under the signing key."""
+    unchecked_signatures: int = 0
+    """Signed seals that could not be checked: no ``AGENTLEDGER_SIGNING_KEY`` here."""
     damage: list[str] = field(default_factory=list)
     """What is wrong with the database itself (the engine's check, events an index hides,
     positions missing from the log): one line each."""
@@ -238,10 +244,14 @@ def _verify_chains(
         for event in stream:
             if event.type == "ExperimentCompleted":
                 completions.append((event, _document(event)))
+    key = signing_key()
     for completion, data in completions:
         if data.get("seal") is not None:
             report.seals += 1
             report.problems += _check_seal(completion, data, tails)
+            problem = _check_signature(completion, data, key, report)
+            if problem is not None:
+                report.problems.append(problem)
         seals = data.get("seals") or {}
         if not isinstance(seals, dict) or not all(_is_trace_seal(s) for s in seals.values()):
             report.problems.append(_problem("modified", completion, "its seals are malformed"))
@@ -270,6 +280,7 @@ def database_damage(store: EventStore, correlation_id: str | None, reachable: in
             f"a full scan finds {scanned} events where the stream index gives {reachable}: "
             "the database file is damaged; restore it from a copy or an export"
         )
+    damage += correlation_damage(store)
     if correlation_id is None:
         missing, first = store.position_gaps()
         if missing:
@@ -278,6 +289,33 @@ def database_damage(store: EventStore, correlation_id: str | None, reachable: in
                 f"{missing} position(s) missing from the log (first: {shown}): events were deleted"
             )
     return damage
+
+
+def _check_signature(
+    completion: RawEvent, data: dict[str, Any], key: bytes | None, report: VerificationReport
+) -> IntegrityProblem | None:
+    """A signed seal must verify under the signing key (when this machine has it)."""
+    signature = data.get("seal_signature")
+    if signature is None:
+        return None
+    if key is None:
+        report.unchecked_signatures += 1
+        return None
+    report.signed_seals += 1
+    expected = sign(
+        key,
+        seal_message(
+            str(data.get("experiment_id")), data.get("sealed_traces") or 0, str(data.get("seal"))
+        ),
+    )
+    if data.get("key_id") == key_id(key) and hmac.compare_digest(str(signature), expected):
+        return None
+    return _problem(
+        "modified",
+        completion,
+        f"its seal's signature does not verify under {KEY_VARIABLE}: the experiment was "
+        "rewritten (or sealed with another key)",
+    )
 
 
 def _check_seal(
@@ -345,3 +383,23 @@ def _check_trace_seal(
         kind = "modified"
         detail = "last event differs from the one sealed at completion"
     return IntegrityProblem(kind, stream_id, None, max(version, version_now), None, detail)
+
+
+def correlation_damage(store: EventStore, limit: int = 5) -> list[str]:
+    """Events whose indexed ``correlation_id`` column disagrees with the hashed metadata it
+    is taken from: an edit that would move an event out of (or into) an experiment."""
+    found = []
+    for position, stream_id, column, metadata_json in store.correlation_rows():
+        try:
+            metadata = orjson.loads(metadata_json)
+        except orjson.JSONDecodeError:
+            continue  # the chain check names this event as modified
+        said = metadata.get("correlation_id") if isinstance(metadata, dict) else None
+        if column != (said if isinstance(said, str) else None):
+            found.append(
+                f"event at position {position} ({stream_id}) is indexed under correlation "
+                f"{column!r} but its hashed metadata says {said!r}: the column was edited"
+            )
+            if len(found) >= limit:
+                break
+    return found

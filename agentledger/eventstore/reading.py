@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from agentledger.eventstore.appending import DriverSQL
 from agentledger.eventstore.engine import StoreURL, translate_error
 from agentledger.eventstore.envelope import GENESIS_HASH, FoldEvent, StoredEvent
+from agentledger.eventstore.errors import EventValidationError
 from agentledger.eventstore.pager import keyset_pages
 from agentledger.eventstore.rows import (
     COLUMN_LIST,
@@ -33,6 +35,26 @@ from agentledger.eventstore.rows import (
 from agentledger.eventstore.schema import events
 
 Row = Sequence[Any]
+
+
+def decode_page(page: Sequence[Row]) -> Iterator[StoredEvent]:
+    """``StoredEvent``s of a page; a row whose JSON does not parse is a one-line error."""
+    try:
+        yield from map(decode_row, page)
+    except orjson.JSONDecodeError:
+        raise _undecodable(page, decode_row, stream_at=2) from None
+
+
+def _undecodable(page: Sequence[Row], decode: Any, *, stream_at: int) -> EventValidationError:
+    for row in page:
+        try:
+            decode(row)
+        except orjson.JSONDecodeError:
+            return EventValidationError(
+                f"event at position {row[0]} ({row[stream_at]} v{row[stream_at + 1]}) holds "
+                "data that is not valid JSON; the log is damaged: run `agentledger verify`"
+            )
+    return EventValidationError("an event holds data that is not valid JSON; run verify")
 
 
 def prefix_upper(prefix: str) -> str:
@@ -92,7 +114,7 @@ class StoreReader:
     ) -> Iterator[StoredEvent]:
         """Events with ``after < position <= until`` in position order, in keyset pages."""
         for page in self._position_pages(after, until, stream_id, types, correlation_id, page_size):
-            yield from map(decode_row, page)
+            yield from decode_page(page)
 
     def read_raw(
         self, after: int = 0, *, until: int | None = None, page_size: int = 2000
@@ -156,7 +178,7 @@ class StoreReader:
         index."""
         pages = self._prefix_pages(prefix, until, page_size, COLUMN_LIST, 2, (None, None))
         for page in pages:
-            yield from map(decode_row, page)
+            yield from decode_page(page)
 
     def read_prefix_folds(
         self,
@@ -172,7 +194,10 @@ class StoreReader:
         """
         pages = self._prefix_pages(prefix, until, page_size, FOLD_COLUMN_LIST, 1, streams)
         for page in pages:
-            yield from map(fold_row, page)
+            try:
+                yield from map(fold_row, page)
+            except orjson.JSONDecodeError:
+                raise _undecodable(page, fold_row, stream_at=1) from None
 
     def split_prefix(self, prefix: str, parts: int, *, min_events: int = 1) -> list[str]:
         """Stream ids that cut the streams under ``prefix`` into up to ``parts`` ranges of
@@ -243,7 +268,7 @@ class StoreReader:
             .where(events.c.stream_id == stream_id)
             .order_by(events.c.stream_version)
         )
-        return [decode_row(r) for r in rows]
+        return list(decode_page(rows))
 
     def read_streams_raw(
         self, correlation_id: str | None = None, page_size: int = 2000
@@ -346,6 +371,36 @@ class StoreReader:
         return int(value or 0)
 
     # --- the database itself --------------------------------------------------------------
+
+    def log_entries(self, page_size: int = 5000) -> Iterator[tuple[int, str, int, str | None, str]]:
+        """(position, stream id, version, correlation id, hash) of every event in position
+        order: what a log checkpoint's root is chained over."""
+        m = self._sql.marker
+        sql = (
+            "SELECT position, stream_id, stream_version, correlation_id, hash FROM events "
+            f"WHERE position > {m} ORDER BY position LIMIT {m}"
+        )
+        pages = keyset_pages(
+            lambda last, n: self._driver_rows(sql, (last, n)), lambda row: row[0], 0, page_size
+        )
+        for page in pages:
+            for row in page:
+                yield (row[0], row[1], row[2], row[3], row[4])
+
+    def correlation_rows(self, page_size: int = 5000) -> Iterator[tuple[int, str, str | None, str]]:
+        """(position, stream id, correlation id column, metadata JSON) of every event: the
+        column is an index of what the hashed metadata says, and must agree with it."""
+        m = self._sql.marker
+        sql = (
+            "SELECT position, stream_id, correlation_id, metadata FROM events "
+            f"WHERE position > {m} ORDER BY position LIMIT {m}"
+        )
+        pages = keyset_pages(
+            lambda last, n: self._driver_rows(sql, (last, n)), lambda row: row[0], 0, page_size
+        )
+        for page in pages:
+            for row in page:
+                yield (row[0], row[1], row[2], row[3])
 
     def engine_check(self, limit: int = 10) -> list[str]:
         """What the database engine's own integrity check finds (SQLite ``PRAGMA

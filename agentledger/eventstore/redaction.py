@@ -1,23 +1,67 @@
-"""The one place where secrets are scrubbed from event data before it is stored.
+"""The one redaction policy: secrets are scrubbed before anything is stored or shown.
 
 ``EventStore.append`` (and import) pass every payload and metadata document through a
-``Redactor``; nothing reaches the database any other way. A value is masked when its key
-names a secret (authorization headers, api keys, passwords, tokens, cookies, plus the
-field names a user configures), when it is a ``Bearer`` credential, when it is a URL query
-parameter that carries a key, or when it contains a secret value registered at run time
-(the api keys agentledger itself was handed).
+``Redactor``; nothing reaches the database any other way, so reports, exports and
+transcripts (projections of the log) hold none either; console and log lines are scrubbed
+with ``scrub_known`` (every secret any redactor of this process learned). A value is masked
+when:
+
+- its key names a secret: a key whose words (split on ``_`` and ``-``, case ignored)
+  include ``token``, ``secret``, ``password``/``passwd``/``pwd``, ``credential(s)``,
+  ``cookie``, ``authorization`` or ``passphrase``, or the pairs ``api key``, ``access key``,
+  ``private key``, ``secret key``, ``session token``/``session key``/``session id`` as a
+  cookie (``sessionid``), ``client secret``; plus the field names a user configures.
+  (``tokens``, plural, is left alone: token counts are in every model response.)
+- it is a ``Bearer``/``Basic`` credential, or a URL query parameter that carries a key;
+- it contains a secret value registered at run time (provider keys, configured keys, the
+  credentials agents' own clients send), whatever its length: values of 4 or more
+  characters are masked wherever they appear in any text, shorter ones where a whole value
+  equals them.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 MASK = "***"
 
-# Keys (lower-cased, '-' read as '_') whose values are always secrets.
+# Words of a key (lower-cased, split on '_' and '-') that make its value a secret.
+SECRET_WORDS = frozenset(
+    {
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "credential",
+        "credentials",
+        "cookie",
+        "authorization",
+        "apikey",
+        "sessionid",
+        "passphrase",
+    }
+)
+# Adjacent word pairs that do (``aws_secret_access_key``: access key).
+SECRET_PAIRS = frozenset(
+    {
+        ("api", "key"),
+        ("access", "key"),
+        ("private", "key"),
+        ("secret", "key"),
+        ("session", "token"),
+        ("session", "key"),
+        ("client", "secret"),
+        ("auth", "key"),
+    }
+)
+# Keys whose values are always secrets.
 SECRET_KEYS = frozenset(
     {
         "authorization",
@@ -54,7 +98,9 @@ SECRET_SUFFIXES = (
 # Cheap pre-check on the lower-cased JSON: no match means nothing needs scrubbing. Broad on
 # purpose (``key`` covers api_key, x-api-key, key=...): a false hit only costs a walk.
 # ``tokens`` (plural) is left out: token counts are in every model response, never secrets.
-_MARKERS = re.compile(rb"key|auth|passw|secret|token(?!s)|cookie|bearer|basic |sig")
+_MARKERS = re.compile(
+    rb"key|auth|passw|pwd|secret|token(?!s)|cookie|bearer|basic |sig|credential|session|passphrase"
+)
 # A credential after "Bearer"/"Basic": 8+ token characters with a digit, punctuation or an
 # inner capital, so prose ("basic questions") is left alone while keys and base64 are not.
 _BEARER = re.compile(
@@ -64,7 +110,28 @@ _BEARER = re.compile(
 _QUERY_SECRET = re.compile(
     r"(?i)([?&](?:api[_-]?key|key|token|access_token|secret|password|sig|signature)=)[^&#\s\"']+"
 )
-_MIN_SECRET_LEN = 8  # shorter registered values would mask ordinary text
+_MIN_SUBSTRING_LEN = 4
+"""Registered secrets at least this long are masked inside any text; shorter ones (which
+would mask ordinary words) where a whole value equals them."""
+_KNOWN: set[str] = set()
+_KNOWN_LOCK = threading.Lock()
+
+
+def scrub_known(text: str) -> str:
+    """``text`` with every secret any redactor of this process has learned masked: for
+    console and log lines, which do not pass through a store."""
+    with _KNOWN_LOCK:
+        known = sorted(_KNOWN, key=len, reverse=True)
+    for secret in known:
+        if len(secret) >= _MIN_SUBSTRING_LEN and secret in text:
+            text = text.replace(secret, MASK)
+    return _QUERY_SECRET.sub(
+        lambda m: f"{m.group(1)}{MASK}", _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    )
+
+
+def encode_json(value: str) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _normal(key: str) -> str:
@@ -83,6 +150,9 @@ class Redactor:
             else None
         )
         self._secrets: tuple[str, ...] = ()
+        self._short: frozenset[str] = frozenset()
+        """Registered secrets too short to mask inside text: masked as whole values."""
+        self._short_markers: re.Pattern[bytes] | None = None
         self._secret_markers: re.Pattern[bytes] | None = None
         self._lock = threading.Lock()
         for value in secrets:
@@ -95,7 +165,17 @@ class Redactor:
 
     def add_secret(self, value: str | None) -> None:
         """Mask every later occurrence of ``value`` (an api key, say) wherever it appears."""
-        if not value or len(value) < _MIN_SECRET_LEN:
+        if not value or not value.strip() or value == MASK:
+            return
+        with _KNOWN_LOCK:
+            _KNOWN.add(value)
+        if len(value) < _MIN_SUBSTRING_LEN:
+            with self._lock:
+                self._short = self._short | {value}
+                # A whole JSON string value: the quotes around its encoding.
+                self._short_markers = re.compile(
+                    b"|".join(re.escape(encode_json(s).encode()) for s in sorted(self._short))
+                )
             return
         with self._lock:
             if value not in self._secrets:
@@ -108,13 +188,21 @@ class Redactor:
     def is_secret_key(self, key: str) -> bool:
         """Whether a value stored under ``key`` must be masked."""
         norm = _normal(key)
-        return norm in SECRET_KEYS or norm in self._fields or norm.endswith(SECRET_SUFFIXES)
+        if norm in SECRET_KEYS or norm in self._fields or norm.endswith(SECRET_SUFFIXES):
+            return True
+        words = [w for w in re.split(r"[_\s.]+", norm) if w]
+        if any(w in SECRET_WORDS for w in words):
+            return True
+        return any(pair in SECRET_PAIRS for pair in itertools.pairwise(words))
 
     def needs_scrub(self, encoded: bytes) -> bool:
         """Fast pre-check on a JSON encoding: False means ``scrub`` would change nothing."""
         if _MARKERS.search(encoded.lower()):
             return True
         if self._field_markers is not None and self._field_markers.search(encoded):
+            return True
+        short = self._short_markers
+        if short is not None and short.search(encoded):
             return True
         secrets = self._secret_markers
         return secrets is not None and secrets.search(encoded) is not None
@@ -129,7 +217,7 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.scrub(v) for v in value]
         if isinstance(value, str):
-            return self.scrub_text(value)
+            return MASK if value in self._short else self.scrub_text(value)
         return value
 
     def scrub_text(self, text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agentledger.events.payloads import ExperimentCompleted, final_outcome
 from agentledger.events.streams import TRACE_PREFIX, experiment_traces_prefix
+from agentledger.eventstore.checkpoint import key_id, seal_message, sign, signing_key
 from agentledger.eventstore.integrity import seal_digest
 from agentledger.eventstore.store import EventStore
 
@@ -14,6 +15,7 @@ def completed_event(
     """``ExperimentCompleted`` sealing the heads of the experiment's trace streams (a
     digest, read in pages: flat memory at any size)."""
     count, digest = seal_digest(store.iter_stream_heads(experiment_traces_prefix(experiment_id)))
+    key = signing_key()
     return ExperimentCompleted(
         experiment_id=experiment_id,
         total_traces=total,
@@ -21,6 +23,8 @@ def completed_event(
         failed=failed,
         sealed_traces=count,
         seal=digest,
+        seal_signature=sign(key, seal_message(experiment_id, count, digest)) if key else None,
+        key_id=key_id(key) if key else None,
     )
 
 

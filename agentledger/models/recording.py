@@ -436,6 +436,21 @@ def _rebuilt(response: httpx2.Response, request: httpx2.Request, stream: Any) ->
     )
 
 
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "api-key")
+
+
+def learn_credentials(headers: Any, redactor: Redactor) -> None:
+    """Register the credentials a request carries (an agent's own client may hold a key
+    agentledger was never given) so that a server reflecting them, in an error or a body,
+    cannot put them into the log or onto the console."""
+    for name in CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value:
+            scheme, _, credential = value.partition(" ")
+            secret = credential if scheme.lower() in ("bearer", "basic") and credential else value
+            redactor.add_secret(secret.strip())
+
+
 class _Recorder:
     """What both transports share: the redactor, the provider label, and opening a call."""
 
@@ -447,6 +462,7 @@ class _Recorder:
         self, sink: CallSink, request: httpx2.Request, content: bytes
     ) -> tuple[_Call, RecordedCall | None, httpx2.Response | None]:
         provider = self._provider or provider_of(request.url)
+        learn_credentials(request.headers, self._redactor)
         parsed = _parse(request, content, self._redactor)
         return _route(sink, provider, request, parsed, self._redactor)
 

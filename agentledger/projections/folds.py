@@ -13,6 +13,7 @@ from typing import Any
 
 from agentledger.events.payloads import payload_class, upcast
 from agentledger.eventstore.envelope import FoldableEvent
+from agentledger.projections.errors import ProjectionError
 
 JsonDict = dict[str, Any]
 
@@ -22,6 +23,16 @@ def event_data(ev: FoldableEvent) -> JsonDict:
     if ev.schema_version != payload_class(ev.type).schema_version:
         return upcast(ev.type, ev.schema_version, ev.data)
     return ev.data
+
+
+def malformed(ev: FoldableEvent, exc: Exception) -> ProjectionError:
+    """A one-line error for an event that does not hold what its type says (a damaged or
+    tampered log), naming it by position and stream."""
+    return ProjectionError(
+        f"event at position {ev.position} ({ev.stream_id} v{ev.stream_version}, {ev.type}) "
+        f"does not hold what a {ev.type} holds ({type(exc).__name__}: {exc}); the log is "
+        "damaged: run `agentledger verify`"
+    )
 
 
 @dataclass
@@ -50,6 +61,12 @@ class ExperimentFold:
     last_position: int = 0
 
     def apply(self, ev: FoldableEvent) -> None:
+        try:
+            self._apply(ev)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise malformed(ev, exc) from None
+
+    def _apply(self, ev: FoldableEvent) -> None:
         data = event_data(ev)
         self.last_position = max(self.last_position, ev.position)
         if ev.type == "ExperimentStarted":
@@ -122,7 +139,10 @@ class TraceFold:
     def apply(self, ev: FoldableEvent) -> None:
         handler = _TRACE_HANDLERS.get(ev.type)
         if handler is not None:
-            handler(self, ev, event_data(ev))
+            try:
+                handler(self, ev, event_data(ev))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise malformed(ev, exc) from None
 
     # -- handlers (one per event type) --
 

@@ -302,3 +302,90 @@ def test_a_store_that_cannot_be_written_is_opened_read_only(
         assert "mode=ro" in str(store._engine.url) and "immutable=1" in str(store._engine.url)
         assert verify(store).ok
         assert [e.stream_id for e in store.read_all()] == ["trace-a", "trace-a", "trace-b"]
+
+
+def test_checkpoint_then_verify_against_it_catches_a_cut_tail(
+    runner: CliRunner, db_path: Path, tmp_path: Path
+) -> None:
+    head = tmp_path / "head.json"
+    taken = run(runner, "checkpoint", "-o", str(head), store=db_path)
+    assert taken.exit_code == 0
+    assert orjson.loads(head.read_bytes())["position"] == 3
+    again = runner.invoke(cli, ["--store", str(db_path), "checkpoint", "-o", str(head)])
+    assert again.exit_code == 2 and "exists; choose a new file" in again.output
+    clean = run(runner, "verify", "--against", str(head), store=db_path)
+    assert clean.exit_code == 0
+    assert "checkpoint at position 3 (unsigned): the log holds it unchanged" in clean.output
+    engine = create_engine(f"sqlite:///{db_path}")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE position = 3"))
+    engine.dispose()
+    assert run(runner, "verify", store=db_path).exit_code == 0  # plain verify cannot see it
+    cut = run(runner, "verify", "--against", str(head), store=db_path)
+    assert cut.exit_code == 1
+    assert "damaged: checkpoint: the log ends at position 2, before the checkpoint's 3" in (
+        cut.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not json", "is not a checkpoint (not JSON)"),
+        (b'{"format": "other"}', "is not an agentledger checkpoint"),
+        (b'{"format": "agentledger-checkpoint", "version": 9}', "is checkpoint version 9"),
+        (b'{"format": "agentledger-checkpoint", "version": 1}', "field is missing"),
+    ],
+)
+def test_a_bad_checkpoint_file_is_a_one_line_error(
+    runner: CliRunner, db_path: Path, tmp_path: Path, content: bytes, message: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    result = runner.invoke(cli, ["--store", str(db_path), "verify", "--against", str(bad)])
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("not json", "holds data that is not valid JSON; the log is damaged"),
+        ('{"unexpected": 1}', "the log is damaged: run `agentledger verify`"),
+    ],
+    ids=["not-json", "wrong-shape"],
+)
+def test_every_command_refuses_an_event_that_does_not_decode_in_one_line(
+    tmp_path: Path, data: str, message: str
+) -> None:
+    from tests.support.projects import agentledger, experiment_id, make_project
+
+    project = make_project(tmp_path / "proj", iterations=1)
+    recorded = agentledger("run", "experiment", "--yes", cwd=project)
+    assert recorded.returncode == 0, recorded.stderr
+    experiment = experiment_id(recorded)
+    engine = create_engine(f"sqlite:///{project / '.agentledger' / 'ledger.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE events SET data = :d WHERE stream_id = :s AND stream_version = 1"),
+            {"d": data, "s": f"trace-{experiment}-000001"},
+        )
+    engine.dispose()
+    # events list and export copy envelopes as stored (their JSON must parse; what it
+    # holds is verify's to judge); every command that reads what an event says refuses it.
+    raw = [["events", "list"], ["export", "-o", str(tmp_path / "x.jsonl")]]
+    for args in (
+        *(raw if data == "not json" else []),
+        ["experiments", "show", experiment],
+        ["traces", "show", f"{experiment}-000001"],
+        ["report", "show", experiment],
+        ["report", "rebuild", experiment, "--output-dir", str(tmp_path / "out")],
+        ["transcript", f"{experiment}-000001"],
+    ):
+        result = agentledger(*args, cwd=project)
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+        assert message in result.stderr or "damaged" in result.stderr, (args, result.stderr)
+    verified = agentledger("verify", cwd=project)
+    assert verified.returncode == 1

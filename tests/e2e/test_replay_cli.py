@@ -178,6 +178,11 @@ def test_misspelled_record_mode_lists_the_valid_ones(tmp_path: Path) -> None:
 
 def test_replay_of_an_unknown_experiment_is_a_one_line_error(tmp_path: Path) -> None:
     project = make_project(tmp_path / "proj")
+    nothing = agentledger("replay", "nope", cwd=project)
+    assert nothing.returncode == 2
+    assert "no store at" in nothing.stderr and "run an experiment first" in nothing.stderr
+    assert not (project / ".agentledger").exists(), "a failed replay must not create a store"
+    assert agentledger("run", "experiment", "--yes", cwd=project).returncode == 0
     result = agentledger("replay", "nope", cwd=project)
     assert result.returncode == 2
     assert (

@@ -51,6 +51,8 @@ class ModelServer:
         self.hang_seconds = 5.0
         self.gzip = False
         """Compress whole (non-streamed) bodies, as api.openai.com does."""
+        self.reflect_auth = False
+        """Answer with the request's bearer credential (a server that leaks it)."""
         self.replies: list[str] = []
         self.queue: deque[str] = deque()
         """Answers given in order, one per request, before ``replies``/echo take over."""
@@ -167,6 +169,10 @@ def _handler(model: ModelServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, b'{"id": "chatcmpl-broken", "choices": [')
                 return
             queued = model.next_queued()
+            if model.reflect_auth:
+                # The bare credential, as a leaking server might print it: no "Bearer" for
+                # the pattern of bearer credentials to catch.
+                queued = f"you sent {(self.headers.get('authorization') or '').partition(' ')[2]}"
             if queued is not None:
                 done = completion(body, "scripted", [queued])
             else:
