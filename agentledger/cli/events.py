@@ -6,6 +6,7 @@ import click
 
 from agentledger.cli.errors import UserError
 from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.output import echo
 
 
 @click.group()
@@ -57,6 +58,6 @@ def list_events(
                     f"{event.position:>8}  {event.recorded_at}  "
                     f"{event.stream_id} v{event.stream_version}  {event.type}"
                 )
-            click.echo(line)
+            echo(line)
             if limit is not None and count >= limit:
                 break

@@ -8,6 +8,7 @@ import click
 
 from agentledger.cli.errors import UserError
 from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.output import echo
 
 if TYPE_CHECKING:
     from agentledger.eventstore.store import EventStore
@@ -32,11 +33,11 @@ def list_experiments(state: AppState) -> None:
             experiment_id = ev.data["experiment_id"]
             folds.setdefault(experiment_id, ExperimentFold()).apply(ev)
     if not folds:
-        click.echo("No experiments in the store yet.")
+        echo("No experiments in the store yet.")
         return
-    click.echo(f"{'experiment':<14} {'status':<12} {'runs':>7}  {'started':<27} name")
+    echo(f"{'experiment':<14} {'status':<12} {'runs':>7}  {'started':<27} name")
     for fold in folds.values():
-        click.echo(
+        echo(
             f"{fold.experiment_id:<14} {fold.status:<12} {fold.total_runs:>7}  "
             f"{fold.started_at or '':<27} {fold.name}"
         )
@@ -60,19 +61,19 @@ def show_experiment(state: AppState, experiment: str) -> None:
     acc = live.summary
     finished = acc.successful + acc.failed
     settings = fold.config
-    click.echo(f"experiment  {fold.name} ({fold.experiment_id})")
-    click.echo(f"status      {fold.status}")
-    click.echo(f"progress    {finished}/{fold.total_runs} runs finished")
-    click.echo(f"ok/failed   {acc.successful}/{acc.failed}")
-    click.echo(f"started     {fold.started_at}")
-    click.echo(f"completed   {fold.completed_at or '-'}")
-    click.echo(f"target      {settings.get('target')}")
-    click.echo(f"plan        {settings.get('inputs_file')} x {settings.get('iterations')}")
-    click.echo(f"parallel    {settings.get('parallel')}")
+    echo(f"experiment  {fold.name} ({fold.experiment_id})")
+    echo(f"status      {fold.status}")
+    echo(f"progress    {finished}/{fold.total_runs} runs finished")
+    echo(f"ok/failed   {acc.successful}/{acc.failed}")
+    echo(f"started     {fold.started_at}")
+    echo(f"completed   {fold.completed_at or '-'}")
+    echo(f"target      {settings.get('target')}")
+    echo(f"plan        {settings.get('inputs_file')} x {settings.get('iterations')}")
+    echo(f"parallel    {settings.get('parallel')}")
     if fold.resumed:
-        click.echo(f"resumed     {fold.resumed} time(s)")
+        echo(f"resumed     {fold.resumed} time(s)")
     for line in workers:
-        click.echo(line)
+        echo(line)
 
 
 def _workers_lines(store: EventStore, fold: ExperimentFold) -> list[str]:
@@ -132,34 +133,32 @@ def show_trace(state: AppState, trace: str, as_json: bool) -> None:
         _, fold = _load_trace(store, trace)
     row = trace_row(fold)
     if as_json:
-        click.echo(orjson.dumps(row.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
+        echo(orjson.dumps(row.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode())
         return
-    click.echo(f"trace      {row.trace_id} ({row.status})")
-    click.echo(
+    echo(f"trace      {row.trace_id} ({row.status})")
+    echo(
         f"slot       input #{row.input_index}, iteration {row.iteration}, "
         f"persona {row.persona or '-'}"
     )
-    click.echo(f"input      {row.input}")
-    click.echo(f"output     {orjson.dumps(row.output).decode()}")
-    click.echo(f"duration   {row.duration_ms} ms, {row.attempt_count} attempt(s)")
+    echo(f"input      {row.input}")
+    echo(f"output     {orjson.dumps(row.output).decode()}")
+    echo(f"duration   {row.duration_ms} ms, {row.attempt_count} attempt(s)")
     if row.error:
-        click.echo(
-            f"error      {row.error['type']} ({row.error['reason']}): {row.error['message']}"
-        )
+        echo(f"error      {row.error['type']} ({row.error['reason']}): {row.error['message']}")
     usage = row.usage
-    click.echo(
+    echo(
         f"calls      {usage['model_calls']} model, {usage['tool_calls']} tool, "
         f"{usage['total_tokens']} tokens"
     )
     depth: dict[str | None, int] = {None: 0}
     if fold.observations:
-        click.echo("observations")
+        echo("observations")
     for obs in fold.observations:
         level = depth.get(obs.get("parent_id"), 0) + 1
         if obs["kind"] == "span_start":
             depth[obs["observation_id"]] = level
         data = orjson.dumps(obs.get("data") or {}).decode()
-        click.echo(f"{'  ' * level}{obs['kind']:<10} {obs['name']} {data}")
+        echo(f"{'  ' * level}{obs['kind']:<10} {obs['name']} {data}")
 
 
 @click.command()
@@ -173,7 +172,7 @@ def transcript(state: AppState, trace_or_session: str) -> None:
     with state.read_store() as store:
         session = store.read_stream(session_stream(trace_or_session))
         if session:
-            click.echo(session_transcript(session), nl=False)
+            echo(session_transcript(session), nl=False)
             return
         experiment, fold = _load_trace(store, trace_or_session)
-    click.echo(trace_transcript(experiment, fold), nl=False)
+    echo(trace_transcript(experiment, fold), nl=False)

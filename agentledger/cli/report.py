@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.output import echo
 
 if TYPE_CHECKING:
     from agentledger.projections.folds import ExperimentFold
@@ -66,7 +67,7 @@ def rebuild(
         folder = output_dir or _recorded_folder(loaded.experiment)
         written = write_report(loaded, folder)
     point = f" as of position {until}" if until is not None else ""
-    click.echo(
+    echo(
         f"Rebuilt {written.traces} traces of experiment {ref.experiment_id}{point} "
         f"into {folder} ({loaded.experiment.status}"
         f"{f'; {written.processes} processes' if written.processes > 1 else ''})"
@@ -104,7 +105,7 @@ def show(state: AppState, experiment: str, as_json: bool) -> None:
             acc.add(trace)
     summary = summary_document(loaded.experiment, acc)
     if as_json:
-        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+        echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
         return
     print_summary(summary)
 
@@ -131,18 +132,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
+        echo(f"{key:<{width}}  {value}")
     if summary["by_persona"]:
-        click.echo("")
-        click.echo(
-            f"{'persona':<20} {'runs':>6} {'ok':>6} {'failed':>6} {'rate':>7} {'avg ms':>10}"
-        )
+        echo("")
+        echo(f"{'persona':<20} {'runs':>6} {'ok':>6} {'failed':>6} {'rate':>7} {'avg ms':>10}")
         for name, group in summary["by_persona"].items():
-            click.echo(
+            echo(
                 f"{name:<20} {group['total']:>6} {group['successful']:>6} {group['failed']:>6} "
                 f"{group['success_rate']:>7.1%} {group['avg_duration_ms']:>10}"
             )
     failures = summary["failures"]["by_error_type"]
     if failures:
-        click.echo("")
-        click.echo("failures: " + ", ".join(f"{k} x{v}" for k, v in failures.items()))
+        echo("")
+        echo("failures: " + ", ".join(f"{k} x{v}" for k, v in failures.items()))

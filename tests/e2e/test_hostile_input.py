@@ -13,7 +13,14 @@ import pytest
 
 from agentledger.eventstore import EventStore
 from tests.support.modelserver import ModelServer
-from tests.support.projects import AGENTLEDGER, agentledger, make_project, output_folder, read_jsonl
+from tests.support.projects import (
+    AGENTLEDGER,
+    agentledger,
+    experiment_id,
+    make_project,
+    output_folder,
+    read_jsonl,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +183,29 @@ def test_a_very_long_experiment_name_is_kept_in_the_log_and_shortened_in_the_fol
     assert output_folder(result).name.startswith("n" * 100 + "_")
     summary = orjson.loads((output_folder(result) / "summary.json").read_bytes())
     assert summary["experiment_name"] == "n" * 5000
+
+
+def test_listings_show_control_characters_and_ansi_escapes_escaped(tmp_path: Path) -> None:
+    agent = (
+        'def run(input_text, ctx):\n    ctx.log("\\x1b[2Jcleared")\n    return "\\x1b[31mred\\r"\n'
+    )
+    project = make_project(tmp_path / "proj", agent=agent, iterations=1)
+    name = "evil\x1b[31mname\u202e"
+    result = agentledger("run", "experiment", "--yes", "--name", name, cwd=project)
+    assert result.returncode == 0, result.stderr
+    trace = f"{experiment_id(result)}-000000"
+    for args in (
+        ["experiments", "list"],
+        ["experiments", "show", experiment_id(result)],
+        ["traces", "show", trace],
+        ["report", "show", experiment_id(result)],
+        ["events", "list"],
+        ["events", "list", "--json"],
+        ["transcript", trace],
+    ):
+        shown = agentledger(*args, cwd=project)
+        assert shown.returncode == 0, (args, shown.stderr)
+        text = shown.stdout + shown.stderr
+        assert "\x1b" not in text and "\r" not in text and "\u202e" not in text, (args, text)
+    listed = agentledger("experiments", "list", cwd=project).stdout
+    assert "evil\\x1b[31mname\\u202e" in listed
