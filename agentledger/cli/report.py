@@ -29,7 +29,13 @@ def report() -> None:
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write here instead of the experiment's own output folder.",
+    help="Write here instead of the experiment's own folder (by default the folder it was "
+    "recorded with, taken relative to the project this is run from).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Overwrite a folder that holds another experiment's report or other files.",
 )
 @click.option(
     "--jobs",
@@ -45,11 +51,13 @@ def rebuild(
     as_of: str | None,
     output_dir: Path | None,
     jobs: int | None,
+    force: bool,
 ) -> None:
     """Regenerate every file of EXPERIMENT's folder from the log, byte for byte.
 
     EXPERIMENT is an experiment id, its unique name or its output folder. The files are
-    the same whatever --jobs is.
+    the same whatever --jobs is. A folder holding another experiment's report (a copy of
+    the store run elsewhere, say) is never overwritten without --force.
     """
     import os
 
@@ -64,7 +72,8 @@ def rebuild(
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
         loaded = load_report(store, ref.experiment_id, until, parts=parts)
-        folder = output_dir or _recorded_folder(loaded.experiment)
+        folder = output_dir or _recorded_folder(loaded.experiment, Path.cwd())
+        _check_folder(folder, ref.experiment_id, force)
         written = write_report(loaded, folder)
     point = f" as of position {until}" if until is not None else ""
     echo(
@@ -74,15 +83,46 @@ def rebuild(
     )
 
 
-def _recorded_folder(experiment: ExperimentFold) -> Path:
-    """The output folder the experiment was started with (from its folded stream)."""
+def _recorded_folder(experiment: ExperimentFold, project: Path) -> Path:
+    """The output folder the experiment was recorded with, taken relative to ``project``
+    (where the command runs) when it lay inside the recorded project: a copy of the store
+    rebuilds into its own project, never into the original's."""
     from agentledger.projections.errors import ProjectionError
 
     if not experiment.output_dir:
         raise ProjectionError(
             f"experiment {experiment.experiment_id} recorded no output folder; pass --output-dir"
         )
-    return Path(experiment.output_dir)
+    recorded = Path(experiment.output_dir)
+    recorded_project = experiment.config.get("project_dir")
+    if recorded_project and recorded.is_relative_to(recorded_project):
+        return project / recorded.relative_to(recorded_project)
+    return recorded
+
+
+def _check_folder(folder: Path, experiment_id: str, force: bool) -> None:
+    """Refuse to write over another experiment's report or a folder of other files."""
+    import orjson
+
+    from agentledger.projections.errors import ProjectionError
+
+    if force or not folder.is_dir():
+        return
+    summary = folder / "summary.json"
+    try:
+        other = orjson.loads(summary.read_bytes()).get("experiment_id")
+    except FileNotFoundError:
+        other = None
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        other = "(unreadable)"
+    if other == experiment_id:
+        return
+    if other is None and not [p for p in folder.iterdir() if not p.name.startswith(".")]:
+        return  # an empty folder
+    what = f"the report of experiment {other}" if other else "files that are not its report"
+    raise ProjectionError(
+        f"{folder} holds {what}; pass --force to overwrite it, or --output-dir elsewhere"
+    )
 
 
 @report.command("show")

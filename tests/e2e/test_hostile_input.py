@@ -209,3 +209,35 @@ def test_listings_show_control_characters_and_ansi_escapes_escaped(tmp_path: Pat
         assert "\x1b" not in text and "\r" not in text and "\u202e" not in text, (args, text)
     listed = agentledger("experiments", "list", cwd=project).stdout
     assert "evil\\x1b[31mname\\u202e" in listed
+
+
+def test_rebuild_from_a_copy_of_the_store_never_writes_into_the_original_project(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    original = make_project(tmp_path / "original", iterations=1)
+    result = agentledger("run", "experiment", "--yes", cwd=original)
+    assert result.returncode == 0, result.stderr
+    folder = output_folder(result)
+    (folder / "summary.json").write_text('{"experiment_id": "mine", "edited": true}')
+    before = (folder / "summary.json").read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    copy = elsewhere / "copy.db"
+    shutil.copyfile(original / ".agentledger" / "ledger.db", copy)
+    experiment = experiment_id(result)
+    rebuilt = agentledger("report", "rebuild", experiment, cwd=elsewhere, store=str(copy))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (folder / "summary.json").read_bytes() == before, "the original report was touched"
+    assert (elsewhere / "experiments" / folder.name / "summary.json").is_file()
+    # In the original project, the folder now holds "another" experiment's report.
+    refused = agentledger("report", "rebuild", experiment, cwd=original)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"Error: {folder} holds the report of experiment mine; pass --force to overwrite it, "
+        "or --output-dir elsewhere"
+    )
+    forced = agentledger("report", "rebuild", experiment, "--force", cwd=original)
+    assert forced.returncode == 0, forced.stderr
+    assert b'"edited"' not in (folder / "summary.json").read_bytes()
