@@ -111,6 +111,12 @@ def run_experiment(
         if on_plan is not None:
             on_plan(prepared, source)
         multi_turn = prepared.settings.multi_turn
+        if multi_turn is None and overrides is not None and overrides.auto_approve_tools is False:
+            raise ConfigError(
+                "--manual-approve-tools asks about the tool calls of multi-turn conversations, "
+                "and this experiment is single-turn (its tools run approved); add --multi-turn "
+                "or drop --manual-approve-tools"
+            )
         if multi_turn is not None and not multi_turn.auto_approve_tools:
             if approver is None:
                 raise ConfigError(
@@ -152,6 +158,7 @@ def resume_experiment(
         listener=listener,
         handle_signals=handle_signals,
         on_second_interrupt=on_second_interrupt,
+        create=False,
     ) as workspace:
         return workspace.resume(experiment, parallel=parallel, workers=workers)
 
@@ -183,7 +190,7 @@ def join_experiment(
         create=False,
     ) as workspace:
         if supervisor_api_key:
-            workspace.store.redactor.add_secret(supervisor_api_key)
+            workspace.redactor.add_secret(supervisor_api_key)
         experiment_id = resolve_experiment(workspace.store, experiment).experiment_id
         started, prepared, replay = prepare_worker(
             workspace.store,

@@ -5,9 +5,10 @@ hold everywhere:
 
 - at most ``MAX_DOCUMENT_BYTES`` (32 MiB) of text per file;
 - text must be UTF-8 (a BOM is allowed); anything else is an error naming the byte offset;
-- YAML aliases may not expand a document beyond ``MAX_YAML_VALUES`` (5,000,000) values
-  counted with every alias expanded, and nesting may not exceed ``MAX_YAML_DEPTH`` (1,000):
-  a "billion laughs" file is refused after reading its small graph, before it is built.
+- YAML aliases may not expand a document beyond ``MAX_YAML_VALUES`` (5,000,000) values or
+  ``MAX_YAML_CHARACTERS`` (64 Mi) characters of text, counted with every alias expanded,
+  and nesting may not exceed ``MAX_YAML_DEPTH`` (1,000): a "billion laughs" file is
+  refused after reading its small graph, before it is built.
 
 Every failure is a ``ConfigError`` with one line naming the file and the fix.
 """
@@ -25,6 +26,9 @@ from agentledger.errors import ConfigError
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
 MAX_YAML_VALUES = 5_000_000
 MAX_YAML_DEPTH = 1_000
+MAX_YAML_CHARACTERS = 64 * 1024 * 1024
+"""Characters of text a YAML document may expand to through aliases (twice the file
+limit: a few aliases of a long string are fine, a bomb of long strings is not)."""
 
 
 def read_text(path: Path, what: str) -> str:
@@ -90,7 +94,8 @@ def parse_json(text: str | bytes, where: str) -> Any:
 def _check_expansion(root: yaml.Node, where: str) -> None:
     """Refuse a node graph whose aliases expand it beyond the limits (iteratively, with the
     expanded size of each shared node computed once)."""
-    sizes: dict[int, int] = {}
+    sizes: dict[int, tuple[int, int]] = {}
+    """Expanded (values, characters) of each node done."""
     open_nodes: set[int] = set()
     # (node, depth, children done?) on an explicit stack: a deep document cannot exhaust
     # Python's recursion here.
@@ -112,13 +117,21 @@ def _check_expansion(root: yaml.Node, where: str) -> None:
             stack.extend((child, depth + 1, False) for child in children if id(child) not in sizes)
             continue
         open_nodes.discard(id(node))
-        size = 1 + sum(sizes[id(child)] for child in children)
-        if size > MAX_YAML_VALUES:
+        own = len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+        values = 1 + sum(sizes[id(child)][0] for child in children)
+        characters = own + sum(sizes[id(child)][1] for child in children)
+        if values > MAX_YAML_VALUES:
             raise ConfigError(
                 f"{where}: expands to more than {MAX_YAML_VALUES:,} values (through YAML "
                 "aliases); write the values out or make the document smaller"
             )
-        sizes[id(node)] = size
+        if characters > MAX_YAML_CHARACTERS:
+            raise ConfigError(
+                f"{where}: expands to more than {MAX_YAML_CHARACTERS // (1024 * 1024)} Mi "
+                "characters of text (through YAML aliases); write the values out or make "
+                "the document smaller"
+            )
+        sizes[id(node)] = (values, characters)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

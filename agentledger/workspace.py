@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from agentledger.errors import ConfigError, ResumeError
 
 if TYPE_CHECKING:
+    from agentledger.eventstore.redaction import Redactor
     from agentledger.eventstore.store import EventStore
     from agentledger.experiments.config import Overrides
     from agentledger.experiments.context import ToolApprover
@@ -50,13 +51,18 @@ def open_store(
     create: bool = True,
     schema: str = "upgrade",
     readonly: bool = False,
+    redactor: Redactor | None = None,
 ) -> EventStore:
     """Open the event store at ``url`` (see ``store_location`` for the default), creating
     and migrating it unless ``create=False`` / ``schema="require"``."""
     from agentledger.eventstore import EventStore
 
     return EventStore.open(
-        store_location(url, project_dir), create=create, schema=schema, readonly=readonly
+        store_location(url, project_dir),
+        create=create,
+        schema=schema,
+        readonly=readonly,
+        redactor=redactor,
     )
 
 
@@ -91,8 +97,8 @@ class _CombinedListener:
 class _LiveRefresher:
     """While an experiment runs, a thread keeps its output folder's files current."""
 
-    def __init__(self, store: EventStore, every: float | None) -> None:
-        self._store = store
+    def __init__(self, workspace: Workspace, every: float | None) -> None:
+        self._workspace = workspace
         self._every = every
         self._stop = threading.Event()
         self._report: Any = None
@@ -103,7 +109,7 @@ class _LiveRefresher:
             return
         from agentledger.projections.live import LiveReport
 
-        self._report = LiveReport(self._store, experiment_id, folder, total)
+        self._report = LiveReport(self._workspace.store, experiment_id, folder, total)
 
     def _loop(self) -> None:
         assert self._every is not None
@@ -147,19 +153,20 @@ class Workspace:
         env: Mapping[str, str] | None = None,
         create: bool = True,
     ) -> None:
+        from agentledger.eventstore.redaction import Redactor
         from agentledger.eventstore.store import EventStore
         from agentledger.models.specs import provider_keys
 
         self.project_dir = project_dir
         self.env = {**load_env(project_dir), **(env or {})}
         self._owns_store = not isinstance(store, EventStore)
-        if isinstance(store, EventStore):
-            self.store = store
-        else:
-            self.store = open_store(store, project_dir=project_dir, create=create)
+        self._store: EventStore | None = store if isinstance(store, EventStore) else None
+        self._location = None if isinstance(store, EventStore) else store
+        self._create = create
+        self.redactor = self._store.redactor if self._store is not None else Redactor()
         for key in provider_keys(self.env):
-            self.store.redactor.add_secret(key)
-        self._live = _LiveRefresher(self.store, live_refresh)
+            self.redactor.add_secret(key)
+        self._live = _LiveRefresher(self, live_refresh)
         self.listener = _CombinedListener(listener, self._live)
         self._handle_signals = handle_signals
         self._on_second_interrupt = on_second_interrupt
@@ -169,13 +176,26 @@ class Workspace:
         from agentledger.models.client_hook import record_default_clients
 
         # Held from target import on, so clients an agent builds at module level record too.
-        self._cleanup.enter_context(record_default_clients(self.store.redactor))
+        self._cleanup.enter_context(record_default_clients(self.redactor))
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._cleanup.close()
-        if self._owns_store:
-            self.store.close()
+        if self._owns_store and self._store is not None:
+            self._store.close()
+
+    @property
+    def store(self) -> EventStore:
+        """The store, opened on first use: a command that fails before it needs one (a
+        missing config, say) leaves no new store behind."""
+        if self._store is None:
+            self._store = open_store(
+                self._location,
+                project_dir=self.project_dir,
+                create=self._create,
+                redactor=self.redactor,
+            )
+        return self._store
 
     # --- planning -------------------------------------------------------------------------
 
@@ -199,7 +219,7 @@ class Workspace:
         if mode is not RecordMode.LIVE:
             source = self._recording_for(settings.name, mode)
         if supervisor_api_key:
-            self.store.redactor.add_secret(supervisor_api_key)
+            self.redactor.add_secret(supervisor_api_key)
         prepared = prepare(
             settings,
             self.env,

@@ -36,9 +36,10 @@ class LedgerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AgentLedgerError as exc:
+            from agentledger.cli.output import escaped
             from agentledger.eventstore.redaction import scrub_known
 
-            raise UserError(scrub_known(str(exc))) from exc
+            raise UserError(escaped(scrub_known(str(exc)))) from exc
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(EXIT_INTERRUPTED)

@@ -14,6 +14,36 @@ if TYPE_CHECKING:
     from agentledger.projections.folds import ExperimentFold
 
 
+IGNORE_INTEGRITY = click.option(
+    "--ignore-integrity",
+    is_flag=True,
+    help="Build the report even though the experiment's log fails verify (the summary "
+    "then says so in integrity_warning).",
+)
+
+
+def _check_integrity(store: Any, experiment: ExperimentFold, ignore: bool) -> None:
+    """A report is only as good as its log: refuse one over streams that fail verify."""
+    from agentledger.eventstore.integrity import verify
+    from agentledger.projections.errors import ProjectionError
+
+    checked = verify(store, experiment.experiment_id, database=False)
+    if checked.ok:
+        return
+    first = checked.problems[0].describe()
+    count = len(checked.problems)
+    if not ignore:
+        raise ProjectionError(
+            f"experiment {experiment.experiment_id}'s log fails verify ({count} problem(s); "
+            f"first: {first}); run `agentledger verify {experiment.experiment_id}`, or pass "
+            "--ignore-integrity to build the report anyway"
+        )
+    experiment.integrity_warning = (
+        f"built over a log that fails verify: {count} problem(s); first: {first}"
+    )
+    echo(f"Warning: {experiment.integrity_warning}", err=True)
+
+
 @click.group()
 def report() -> None:
     """Experiment reports, derived from the event log."""
@@ -37,6 +67,7 @@ def report() -> None:
     is_flag=True,
     help="Overwrite a folder that holds another experiment's report or other files.",
 )
+@IGNORE_INTEGRITY
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -52,6 +83,7 @@ def rebuild(
     output_dir: Path | None,
     jobs: int | None,
     force: bool,
+    ignore_integrity: bool,
 ) -> None:
     """Regenerate every file of EXPERIMENT's folder from the log, byte for byte.
 
@@ -72,6 +104,7 @@ def rebuild(
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
         loaded = load_report(store, ref.experiment_id, until, parts=parts)
+        _check_integrity(store, loaded.experiment, ignore_integrity)
         folder = output_dir or _recorded_folder(loaded.experiment, Path.cwd())
         _check_folder(folder, ref.experiment_id, force)
         written = write_report(loaded, folder)
@@ -128,8 +161,9 @@ def _check_folder(folder: Path, experiment_id: str, force: bool) -> None:
 @report.command("show")
 @click.argument("experiment")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json instead of a table.")
+@IGNORE_INTEGRITY
 @pass_state
-def show(state: AppState, experiment: str, as_json: bool) -> None:
+def show(state: AppState, experiment: str, as_json: bool, ignore_integrity: bool) -> None:
     """Print EXPERIMENT's summary as a table (computed from the log)."""
     import orjson
 
@@ -140,6 +174,7 @@ def show(state: AppState, experiment: str, as_json: bool) -> None:
     with state.read_store() as store:
         ref = resolve_experiment(store, experiment)
         loaded = load_report(store, ref.experiment_id)
+        _check_integrity(store, loaded.experiment, ignore_integrity)
         acc = SummaryAccumulator()
         for trace in loaded.traces:
             acc.add(trace)

@@ -13,6 +13,7 @@ import click
 
 from agentledger.cli.errors import EXIT_FAILED_BAR, EXIT_INTERRUPTED, UserError
 from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.output import echo
 from agentledger.cli.progress import ProgressDisplay
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ def _show_plan(
     plan = prepared.plan
     persona_note = f" (personas: {', '.join(plan.personas)})" if plan.personas else ""
     replay_note = f", {mode.value} from {source.experiment_id}" if source else ""
-    click.echo(
+    echo(
         f"Plan: {len(plan.inputs)} inputs x {plan.iterations} iterations{persona_note}"
         f" = {plan.total_runs} runs, parallel {prepared.settings.parallel},"
         f" model {prepared.settings.model.label}{replay_note}"

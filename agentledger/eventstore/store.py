@@ -45,6 +45,7 @@ from agentledger.eventstore.envelope import (
     AppendResult,
     encode_json,
     encode_json_bytes,
+    escape_surrogates,
     new_event_ids,
     utc_now,
 )
@@ -92,6 +93,16 @@ def _refuse_foreign_file(location: StoreURL) -> None:
             f"{location.display()} is not an agentledger store: it holds another program's "
             f"tables ({shown}); point --store at an agentledger store or a new file"
         )
+
+
+def _document(payload: Payload) -> Any:
+    """A payload as JSON-ready data. pydantic cannot serialize a dict key that is not valid
+    Unicode (a lone surrogate): such a document is dumped as Python data with every
+    surrogate escaped (keys included), as encode_json does for values."""
+    try:
+        return payload.model_dump(mode="json")
+    except UnicodeEncodeError:
+        return escape_surrogates(payload.model_dump())
 
 
 MAX_KEY_LENGTH = 200
@@ -194,6 +205,11 @@ class EventStore(StoreReader):
             store.close()
             raise
         return store
+
+    def release_connections(self) -> None:
+        """Close the pooled connections (new ones open on the next use): before forking,
+        so that no child inherits an open database file."""
+        self._engine.dispose()
 
     def close(self) -> None:
         """Release every connection."""
@@ -371,7 +387,7 @@ class EventStore(StoreReader):
             if correlation is not None:
                 _check_key(correlation, "correlation_id")
             events_json = [
-                (event_id, p.event_type, p.schema_version, self._encode(p.model_dump(mode="json")))
+                (event_id, p.event_type, p.schema_version, self._encode(_document(p)))
                 for event_id, p in zip(
                     new_event_ids(len(request.payloads)), request.payloads, strict=True
                 )

@@ -59,6 +59,9 @@ class ExperimentFold:
     """Late results of workers whose slot had been taken over."""
     first_position: int = 0
     last_position: int = 0
+    integrity_warning: str | None = None
+    """Set (by whoever builds the report, not by an event) when the report was built with
+    --ignore-integrity over a log that fails verify; the summary then says so."""
 
     def apply(self, ev: FoldableEvent) -> None:
         try:

@@ -323,7 +323,7 @@ def summary_document(experiment: ExperimentFold, acc: SummaryAccumulator) -> Jso
     ordered = sorted(acc.durations_us)
     running = experiment.total_runs - total if experiment.status == "running" else 0
     usage = acc.usage
-    return {
+    document = {
         "experiment_id": experiment.experiment_id,
         "experiment_name": experiment.name,
         "total_traces": total,
@@ -365,3 +365,6 @@ def summary_document(experiment: ExperimentFold, acc: SummaryAccumulator) -> Jso
         },
         "tool_calls": usage["tool_calls"],
     }
+    if experiment.integrity_warning is not None:
+        document["integrity_warning"] = experiment.integrity_warning
+    return document

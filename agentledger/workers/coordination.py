@@ -283,6 +283,11 @@ def start_local_workers(
     """Start ``count`` worker processes on this machine (forked where the platform can)."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context: Any = multiprocessing.get_context(method)
+    # A forked child must inherit no open SQLite file: when it drops such a connection,
+    # closing the descriptor releases every POSIX lock the child holds on the database,
+    # its own connections' included, and another process may then checkpoint and delete
+    # the WAL the child is still writing to (losing its commits).
+    store.release_connections()
     processes: list[BaseProcess] = []
     for number in range(count):
         process = context.Process(

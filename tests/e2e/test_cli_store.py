@@ -389,3 +389,35 @@ def test_every_command_refuses_an_event_that_does_not_decode_in_one_line(
         assert message in result.stderr or "damaged" in result.stderr, (args, result.stderr)
     verified = agentledger("verify", cwd=project)
     assert verified.returncode == 1
+
+
+def test_reports_refuse_a_tampered_log_unless_told_and_then_say_so(tmp_path: Path) -> None:
+    from tests.support.projects import agentledger, experiment_id, make_project
+
+    project = make_project(tmp_path / "proj", iterations=1)
+    recorded = agentledger("run", "experiment", "--yes", cwd=project)
+    assert recorded.returncode == 0, recorded.stderr
+    experiment = experiment_id(recorded)
+    engine = create_engine(f"sqlite:///{project / '.agentledger' / 'ledger.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE events SET data = replace(data, 'echo:', 'forged:') WHERE type = :t"),
+            {"t": "TraceCompleted"},
+        )
+    engine.dispose()
+    for args in (["report", "show", experiment], ["report", "rebuild", experiment]):
+        refused = agentledger(*args, cwd=project)
+        assert refused.returncode == 2, refused.stdout
+        assert f"experiment {experiment}'s log fails verify (3 problem(s); first: modified" in (
+            refused.stderr
+        )
+        assert "pass --ignore-integrity to build the report anyway" in refused.stderr
+    out = tmp_path / "out"
+    built = agentledger(
+        "report", "rebuild", experiment, "--ignore-integrity", "--output-dir", str(out),
+        cwd=project,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "Warning: built over a log that fails verify: 3 problem(s)" in built.stderr
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    assert summary["integrity_warning"].startswith("built over a log that fails verify")

@@ -155,6 +155,16 @@ def test_a_yaml_alias_bomb_is_refused_in_one_line_wherever_it_is_read(
     (project / "configs" / "simulation.yaml").write_text("name: x\n" + BOMB)
     config = agentledger("run", "experiment", "--yes", cwd=project)
     assert config.returncode == 2 and "expands to more than" in config.stderr
+    # Fewer values, but long strings: bounded by the characters they expand to.
+    long = "x" * 1024
+    wide = f"a: &a [{', '.join([repr(long)] * 10)}]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(5)
+    )
+    fresh = make_project(tmp_path / "fresh", iterations=1)
+    (fresh / "wide.yaml").write_text("inputs:\n  - input: x\n" + wide)
+    widened = agentledger("run", "experiment", "--yes", "--inputs", "wide.yaml", cwd=fresh)
+    assert widened.returncode == 2
+    assert "expands to more than 64 Mi characters of text" in widened.stderr
 
 
 @pytest.mark.parametrize(
@@ -241,3 +251,49 @@ def test_rebuild_from_a_copy_of_the_store_never_writes_into_the_original_project
     forced = agentledger("report", "rebuild", experiment, "--force", cwd=original)
     assert forced.returncode == 0, forced.stderr
     assert b'"edited"' not in (folder / "summary.json").read_bytes()
+
+
+def test_a_surrogate_in_a_persona_or_an_output_key_is_recorded_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    agent = 'def run(input_text):\n    return {"k\\ud800": input_text}\n'
+    inputs = tmp_path / "inputs.yaml"
+    inputs.write_text('inputs:\n  - input: "q"\n    persona: "p\\ud800"\n')
+    project = make_project(tmp_path / "proj", agent=agent, iterations=1)
+    result = agentledger("run", "experiment", "--yes", "--inputs", str(inputs), cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "(personas: p\\ud800)" in result.stdout
+    [row] = read_jsonl(output_folder(result) / "trace_summary.jsonl")
+    assert (row["persona"], row["output"]) == ("p\\ud800", {"k\\ud800": "q"})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "experiment", "--yes"],
+        ["run", "experiment", "--yes", "--resume", "nope"],
+        ["replay", "nope"],
+        ["diff", "a", "b"],
+        ["verify"],
+        ["experiments", "list"],
+        ["report", "show", "nope"],
+    ],
+    ids=lambda a: "-".join(a[:2]),
+)
+def test_a_failed_command_in_a_folder_that_is_not_a_project_leaves_no_store(
+    tmp_path: Path, args: list[str]
+) -> None:
+    result = agentledger(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_manual_tool_approval_on_a_single_turn_experiment_is_refused_not_ignored(
+    tmp_path: Path,
+) -> None:
+    project = make_project(tmp_path / "proj", iterations=1)
+    result = agentledger("run", "experiment", "--yes", "--manual-approve-tools", cwd=project)
+    assert result.returncode == 2
+    assert "this experiment is single-turn (its tools run approved)" in result.stderr
+    assert not (project / "experiments").exists() or not any((project / "experiments").iterdir())

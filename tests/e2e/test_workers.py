@@ -362,15 +362,39 @@ def test_ctrl_c_in_a_joined_worker_frees_its_slots_for_the_others(
     assert {ev.metadata["pid"] for ev in interrupted} == {joined.pid}
 
 
+QUICK_AGENT = """
+import time
+def run(input_text, persona, iteration, ctx):
+    ctx.observe("start", iteration=iteration)
+    time.sleep(0.05)
+    return f"{persona}: {input_text} #{iteration}"
+"""
+
+
 def test_when_the_starting_process_dies_the_workers_finish_and_write_the_report(
-    project: Path, store_url: str
+    tmp_path: Path, store_url: str
 ) -> None:
-    starter = popen("run", "experiment", "-y", "--workers", "2", cwd=project, store=store_url)
+    project = make_project(
+        tmp_path / "quick", agent=QUICK_AGENT, inputs=INPUTS, iterations=ITERATIONS * 2
+    )
+    total = len(INPUTS) * ITERATIONS * 2
+    starter = popen(
+        "run", "experiment", "-y", "--workers", "2", "--parallel", "1", cwd=project, store=store_url
+    )  # fmt: skip
     experiment = wait_until(lambda: started_experiment(store_url), "the experiment to start")
     wait_until(lambda: events(store_url, "TraceCompleted"), "a first run to finish")
     starter.send_signal(signal.SIGKILL)  # the starting process only: workers go on
     starter.communicate(timeout=30)
-    wait_until(lambda: events(store_url, "ExperimentCompleted"), "the workers to finish", 120)
+
+    def read_while_they_work() -> Any:
+        # Another process reading the store as the workers write (a user looking): on
+        # SQLite it must not make their commits vanish with the WAL (a worker that
+        # inherited the starter's open database file would lose its locks on it).
+        agentledger("experiments", "list", cwd=project, store=store_url)
+        return events(store_url, "ExperimentCompleted")
+
+    wait_until(read_while_they_work, "the workers to finish", 120)
+    assert len(events(store_url, "TraceCompleted")) == total
     [started] = events(store_url, "ExperimentStarted")
     folder = Path(started.data["output_dir"])
     summary = wait_until(
@@ -380,8 +404,8 @@ def test_when_the_starting_process_dies_the_workers_finish_and_write_the_report(
         ),
         "the report of the completed experiment",
     )
-    assert summary["successful"] == TOTAL
-    assert len(read_jsonl(folder / "trace_summary.jsonl")) == TOTAL
+    assert summary["successful"] == total
+    assert len(read_jsonl(folder / "trace_summary.jsonl")) == total
     rebuilt = project / "rebuilt"
     rebuild = agentledger(
         "report", "rebuild", experiment, "--output-dir", str(rebuilt), cwd=project, store=store_url
