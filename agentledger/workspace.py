@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentledger.errors import ConfigError, ResumeError
+from agentledger.eventstore.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     from agentledger.eventstore.redaction import Redactor
@@ -300,7 +301,11 @@ class Workspace:
         from agentledger.replay.rerun import recorded_start
         from agentledger.workers.coordination import recording_of
 
-        experiment_id = resolve_experiment(self.store, experiment).experiment_id
+        try:
+            store = self.store
+        except StoreUnavailableError as exc:
+            raise ResumeError(f"no experiment {experiment!r} in store: {exc}") from None
+        experiment_id = resolve_experiment(store, experiment).experiment_id
         started = recorded_start(self.store, experiment_id)
         if started.lease_seconds is None and workers is not None:
             raise ResumeError(

@@ -30,8 +30,8 @@ def _check_integrity(store: Any, experiment: ExperimentFold, ignore: bool) -> No
     checked = verify(store, experiment.experiment_id, database=False)
     if checked.ok:
         return
-    first = checked.problems[0].describe()
-    count = len(checked.problems)
+    found = [p.describe() for p in checked.problems] + checked.damage
+    first, count = found[0], len(found)
     if not ignore:
         raise ProjectionError(
             f"experiment {experiment.experiment_id}'s log fails verify ({count} problem(s); "

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from agentledger.eventstore.appending import DriverSQL
@@ -271,26 +271,29 @@ class StoreReader:
         return list(decode_page(rows))
 
     def read_streams_raw(
-        self, correlation_id: str | None = None, page_size: int = 2000
+        self, correlation_id: str | None = None, page_size: int = 5000
     ) -> Iterator[RawEvent]:
-        """Every event ordered by (stream, version): the order chain verification walks."""
+        """Every event ordered by (stream, version): the order chain verification walks.
+        Driver-level keyset pages over the stream index (the range bound lets SQLite seek
+        it; the correlation filter is applied to the rows the index yields)."""
+        m = self._sql.marker
+        # SQLite would pick the correlation index and sort the whole experiment for every
+        # page; the unary + keeps it on the stream index, filtering rows as they come.
+        column = "+correlation_id" if self.backend == "sqlite" else "correlation_id"
+        where = f" AND {column} = {m}" if correlation_id is not None else ""
+        sql = (
+            f"SELECT {COLUMN_LIST} FROM events WHERE stream_id >= {m} "
+            f"AND (stream_id, stream_version) > ({m}, {m}){where} "
+            f"ORDER BY stream_id, stream_version LIMIT {m}"
+        )
 
-        def fetch(last: tuple[str, int] | None, n: int) -> list[Row]:
-            stmt = select(*COLUMNS)
+        def fetch(last: tuple[str, int], n: int) -> list[Row]:
+            params: tuple[Any, ...] = (last[0], *last)
             if correlation_id is not None:
-                stmt = stmt.where(events.c.correlation_id == correlation_id)
-            if last is not None:
-                stmt = stmt.where(
-                    or_(
-                        events.c.stream_id > last[0],
-                        and_(events.c.stream_id == last[0], events.c.stream_version > last[1]),
-                    )
-                )
-            return self._core_rows(
-                stmt.order_by(events.c.stream_id, events.c.stream_version).limit(n)
-            )
+                params += (correlation_id,)
+            return self._driver_rows(sql, (*params, n))
 
-        for page in keyset_pages(fetch, lambda row: (row[2], row[3]), None, page_size):
+        for page in keyset_pages(fetch, lambda row: (row[2], row[3]), ("", 0), page_size):
             yield from map(raw_row, page)
 
     # --- heads ----------------------------------------------------------------------------
