@@ -378,32 +378,27 @@ class StoreReader:
     def log_entries(self, page_size: int = 5000) -> Iterator[tuple[int, str, int, str | None, str]]:
         """(position, stream id, version, correlation id, hash) of every event in position
         order: what a log checkpoint's root is chained over."""
-        m = self._sql.marker
-        sql = (
-            "SELECT position, stream_id, stream_version, correlation_id, hash FROM events "
-            f"WHERE position > {m} ORDER BY position LIMIT {m}"
-        )
-        pages = keyset_pages(
-            lambda last, n: self._driver_rows(sql, (last, n)), lambda row: row[0], 0, page_size
-        )
-        for page in pages:
-            for row in page:
-                yield (row[0], row[1], row[2], row[3], row[4])
+        columns = "position, stream_id, stream_version, correlation_id, hash"
+        for row in self._rows_by_position(columns, page_size):
+            yield (row[0], row[1], row[2], row[3], row[4])
 
     def correlation_rows(self, page_size: int = 5000) -> Iterator[tuple[int, str, str | None, str]]:
         """(position, stream id, correlation id column, metadata JSON) of every event: the
         column is an index of what the hashed metadata says, and must agree with it."""
+        for row in self._rows_by_position(
+            "position, stream_id, correlation_id, metadata", page_size
+        ):
+            yield (row[0], row[1], row[2], row[3])
+
+    def _rows_by_position(self, columns: str, page_size: int) -> Iterator[Row]:
+        """``columns`` (``position`` first) of every event in position order, in pages."""
         m = self._sql.marker
-        sql = (
-            "SELECT position, stream_id, correlation_id, metadata FROM events "
-            f"WHERE position > {m} ORDER BY position LIMIT {m}"
-        )
+        sql = f"SELECT {columns} FROM events WHERE position > {m} ORDER BY position LIMIT {m}"
         pages = keyset_pages(
             lambda last, n: self._driver_rows(sql, (last, n)), lambda row: row[0], 0, page_size
         )
         for page in pages:
-            for row in page:
-                yield (row[0], row[1], row[2], row[3])
+            yield from page
 
     def engine_check(self, limit: int = 10) -> list[str]:
         """What the database engine's own integrity check finds (SQLite ``PRAGMA
