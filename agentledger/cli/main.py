@@ -101,7 +101,8 @@ def main() -> None:
     that timed out cannot be stopped, and its thread would hold the interpreter open (a
     thread pool's threads are joined at exit). After a short grace the process leaves
     with its exit status; such a thread is abandoned, and anything it would still record
-    is not (the run was already recorded as timed out)."""
+    is not (the run was already recorded as timed out). Async runs that ignore their
+    cancellation are abandoned the same way."""
     try:
         cli.main(prog_name="agentledger", windows_expand_args=False)
     except SystemExit as exc:
@@ -111,15 +112,24 @@ def main() -> None:
 
 
 def _leave(code: int | str | None) -> None:
+    attempt = sys.modules.get("agentledger.experiments.attempt")
+    if attempt is not None and attempt.ABANDONED:
+        # Async runs that would not end when cancelled: finalizing them at interpreter
+        # exit would run their code again (a loop that swallows GeneratorExit never ends).
+        _exit_now(code)
     deadline = time.monotonic() + STUCK_THREAD_GRACE_SECONDS
     for thread in threading.enumerate():
         if thread is threading.current_thread() or thread.daemon:
             continue
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+            _exit_now(code)
+
+
+def _exit_now(code: int | str | None) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

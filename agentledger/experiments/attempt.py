@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,36 @@ class Outcome:
     termination_reason: str | None = None
 
 
+CANCEL_GRACE_SECONDS = 1.0
+"""How long a timed-out async run gets to end after it is cancelled before it is abandoned."""
+ABANDONED: set[asyncio.Task[Any]] = set()
+"""Runs that would not end when cancelled (they catch CancelledError): kept referenced, so
+nothing waits for them or complains when the loop closes without them."""
+
+
+class RunTimedOut(Exception):
+    """The run did not finish within its timeout."""
+
+
+async def within(work: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+    """Await ``work`` for at most ``timeout`` seconds (its own task, so that a target that
+    swallows cancellation cannot hold this up): past it, the task is cancelled, given
+    ``CANCEL_GRACE_SECONDS`` to end, and abandoned if it does not; ``RunTimedOut``."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:  # the experiment was interrupted
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS)
+    if not task.done():
+        ABANDONED.add(task)
+    raise RunTimedOut
+
+
 async def run_attempt(
     prepared: PreparedExperiment,
     slot: Slot,
@@ -112,40 +142,42 @@ async def run_attempt(
     token = ctx.activate()
     started = time.perf_counter()
     timeout = settings.timeout_seconds
+    termination: str | None = None
+
+    async def body() -> Any:
+        nonlocal termination
+        if conversation is not None:
+            assert supervisor is not None
+            decide = blocking_decider(supervisor, ctx, run_blocking)
+            termination = await conversation.run(slot.input.input, invoke, decide)
+            return conversation.output
+        if target.binds_conversation:
+            first = [{"role": "user", "content": slot.input.input}]
+            return await invoke(conversation_values(first, 0, slot.input.persona, 1))
+        return await invoke({})
+
     try:
-        async with asyncio.timeout(timeout) as deadline:
-            if conversation is not None:
-                assert supervisor is not None
-                decide = blocking_decider(supervisor, ctx, run_blocking)
-                termination = await conversation.run(slot.input.input, invoke, decide)
-                output = conversation.output
-            elif target.binds_conversation:
-                first = [{"role": "user", "content": slot.input.input}]
-                output = await invoke(conversation_values(first, 0, slot.input.persona, 1))
-            else:
-                output = await invoke({})
-    except TimeoutError as exc:
+        output = await within(body(), timeout)
+    except RunTimedOut:
         elapsed = elapsed_ms(started)
-        if deadline.expired():
-            if not target.is_async:
-                log.warning(
-                    "run %s timed out after %ss; its thread cannot be stopped and is left "
-                    "to finish, its result discarded",
-                    slot.trace_id,
-                    timeout,
-                )
-            return ended(
-                Outcome(
-                    False,
-                    error_type="Timeout",
-                    error_message=f"run exceeded the {timeout:g} s timeout",
-                    reason="timeout",
-                    duration_ms=elapsed,
-                ),
-                conversation,
-                "timeout",
+        if not target.is_async:
+            log.warning(
+                "run %s timed out after %ss; its thread cannot be stopped and is left "
+                "to finish, its result discarded",
+                slot.trace_id,
+                timeout,
             )
-        return ended(failure(exc, elapsed), conversation, "error")
+        return ended(
+            Outcome(
+                False,
+                error_type="Timeout",
+                error_message=f"run exceeded the {timeout:g} s timeout",
+                reason="timeout",
+                duration_ms=elapsed,
+            ),
+            conversation,
+            "timeout",
+        )
     except Exception as exc:
         return ended(failure(exc, elapsed_ms(started)), conversation, "error")
     finally:
@@ -153,7 +185,7 @@ async def run_attempt(
     outcome = Outcome(True, output=jsonable(output), duration_ms=elapsed_ms(started))
     if conversation is not None:
         state = "terminated" if termination == "max_turns" else "completed"
-        return ended(outcome, conversation, termination, state)
+        return ended(outcome, conversation, termination or "completed", state)
     return outcome
 
 

@@ -19,12 +19,12 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agentledger.errors import ConfigError, ResumeError
 from agentledger.events.payloads import (
@@ -41,7 +41,12 @@ from agentledger.events.streams import TRACE_PREFIX, experiment_stream, trace_st
 from agentledger.eventstore.errors import ConcurrencyError
 from agentledger.eventstore.slots import SlotBoard
 from agentledger.eventstore.store import NO_STREAM, EventStore
-from agentledger.experiments.attempt import check_replay, run_attempt
+from agentledger.experiments.attempt import (
+    ABANDONED,
+    CANCEL_GRACE_SECONDS,
+    check_replay,
+    run_attempt,
+)
 from agentledger.experiments.config import ExperimentSettings
 from agentledger.experiments.context import AutoApprove, RunContext, ToolApprover, TraceRecorder
 from agentledger.experiments.feeds import Assignment, PlannedFeed, SlotFeed
@@ -294,7 +299,7 @@ class ExperimentRunner:
         try:
             os.chdir(settings.working_directory)
             with record_default_clients(self._store.redactor):
-                asyncio.run(self._run_slots(prepared, run, feed, writer, pool))
+                run_loop(self._run_slots(prepared, run, feed, writer, pool))
         finally:
             os.chdir(previous_cwd)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -553,6 +558,35 @@ class ExperimentRunner:
             f"experiment {result.experiment_id} kept changing while this run ended; "
             "see `agentledger experiments show`"
         )
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` without its one wait that can last forever: at the end, tasks still
+    pending (runs abandoned after their timeout because they swallow cancellation) are
+    cancelled once, given a second, and left behind with the closed loop."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=CANCEL_GRACE_SECONDS))
+            loop.run_until_complete(
+                asyncio.wait_for(loop.shutdown_asyncgens(), CANCEL_GRACE_SECONDS)
+            )
+            loop.run_until_complete(
+                asyncio.wait_for(loop.shutdown_default_executor(), CANCEL_GRACE_SECONDS)
+            )
+        except (TimeoutError, RuntimeError) as exc:
+            log.warning("closing the event loop: %s", exc)
+        finally:
+            ABANDONED.update(task for task in asyncio.all_tasks(loop) if not task.done())
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def _interrupted(attempt: int, when: str) -> TraceFailed:

@@ -187,3 +187,26 @@ def test_a_sync_target_that_hangs_past_its_timeout_does_not_hold_the_command_ope
     assert "Runs: 3/3  ok: 0  failed: 3" in result.stdout
     rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
     assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
+
+
+def test_an_async_target_that_swallows_cancellation_does_not_hold_the_command_open(
+    tmp_path: Path,
+) -> None:
+    stubborn = (
+        "import asyncio\n"
+        "async def run(input_text):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            await asyncio.sleep(3600)\n"
+        "        except BaseException:\n"
+        "            pass\n"
+    )
+    project = make_project(tmp_path, agent=stubborn, iterations=1)
+    # The subprocess timeout is the hang guard: the command must end on its own.
+    result = agentledger(
+        "run", "experiment", "--yes", "--timeout", "1", "--parallel", "3", cwd=project, timeout=60
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Runs: 3/3  ok: 0  failed: 3" in result.stdout
+    rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
+    assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
