@@ -210,10 +210,17 @@ class Redactor:
     def scrub(self, value: Any) -> Any:
         """A copy of ``value`` with every secret masked (the input is not modified)."""
         if isinstance(value, dict):
-            return {
-                k: (MASK if self.is_secret_key(str(k)) and v not in (None, "") else self.scrub(v))
-                for k, v in value.items()
-            }
+            scrubbed = {}
+            for k, v in value.items():
+                if self.is_secret_key(str(k)) and v not in (None, ""):
+                    if isinstance(v, str) and len(v) >= 8 and not any(c.isspace() for c in v):
+                        # A credential-like value: masked anywhere it reappears later too
+                        # (short or spaced values would mask ordinary text).
+                        self.add_secret(v)
+                    scrubbed[k] = MASK
+                else:
+                    scrubbed[k] = self.scrub(v)
+            return scrubbed
         if isinstance(value, list | tuple):
             return [self.scrub(v) for v in value]
         if isinstance(value, str):

@@ -17,6 +17,7 @@ import orjson
 
 from agentledger.errors import ConfigError, InputsError
 from agentledger.events.payloads import ExperimentPlan, PlanInput
+from agentledger.eventstore.redaction import MASK
 from agentledger.experiments.config import ExperimentSettings, load_yaml
 from agentledger.replay.args import ArgsRecording, set_path
 
@@ -146,3 +147,75 @@ def slot_key(slot: Slot) -> tuple[str, str | None, int, str]:
     """What a slot runs: (input, persona, iteration, replayed arguments as JSON)."""
     args = orjson.dumps(slot.input.call_args, option=orjson.OPT_SORT_KEYS).decode()
     return (slot.input.input, slot.input.persona, slot.iteration, args)
+
+
+def resupply_masked(plan: ExperimentPlan, inputs_file: str) -> ExperimentPlan:
+    """The recorded ``plan`` with the secrets the log masked in its inputs' metadata
+    (``***`` under secret-looking keys) read again from the inputs file, so that an agent
+    sees the same values when it runs from the log (resume, workers, replay) as when it
+    ran from the file. An input whose secret the file no longer holds is refused by name.
+    """
+    masked = [item for item in plan.inputs if _has_mask(item.metadata)]
+    if not masked:
+        return plan
+    try:
+        current = load_inputs(Path(inputs_file))
+    except InputsError as exc:
+        raise InputsError(
+            f"input #{masked[0].index} has secrets the log masked, re-read from the inputs "
+            f"file, which cannot be read ({exc}); restore {inputs_file}"
+        ) from None
+    by_text: dict[tuple[str, str | None], PlanInput] = {}
+    for item in current:
+        by_text.setdefault((item.input, item.persona), item)
+    restored = []
+    for item in plan.inputs:
+        if not _has_mask(item.metadata):
+            restored.append(item)
+            continue
+        source = by_text.get((item.input, item.persona))
+        metadata = _unmask(item.metadata, source.metadata if source else None)
+        if metadata is None:
+            raise InputsError(
+                f"input #{item.index} ({item.input[:40]!r}) had secrets masked in the log and "
+                f"{inputs_file} no longer holds them; restore the inputs file to run it"
+            )
+        restored.append(item.model_copy(update={"metadata": metadata}))
+    return plan.model_copy(update={"inputs": restored})
+
+
+def _has_mask(value: Any) -> bool:
+    if value == MASK:
+        return True
+    if isinstance(value, dict):
+        return any(_has_mask(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_mask(v) for v in value)
+    return False
+
+
+def _unmask(recorded: Any, current: Any) -> Any:
+    """``recorded`` with each ``***`` replaced by the value at the same place in
+    ``current``; None when ``current`` lacks one."""
+    if recorded == MASK:
+        return current if current not in (None, MASK) else None
+    if isinstance(recorded, dict):
+        if not isinstance(current, dict):
+            return None if _has_mask(recorded) else recorded
+        out = {}
+        for key, value in recorded.items():
+            fixed = _unmask(value, current.get(key))
+            if fixed is None and value is not None:
+                return None
+            out[key] = fixed
+        return out
+    if isinstance(recorded, list):
+        if not isinstance(current, list) or len(current) != len(recorded):
+            return None if _has_mask(recorded) else recorded
+        items = [_unmask(r, c) for r, c in zip(recorded, current, strict=True)]
+        return (
+            None
+            if any(i is None and r is not None for i, r in zip(items, recorded, strict=True))
+            else items
+        )
+    return recorded

@@ -11,7 +11,7 @@ from agentledger.errors import ModelConfigError
 from agentledger.events.payloads import ExperimentPlan
 from agentledger.eventstore.store import EventStore
 from agentledger.experiments.config import ExperimentSettings
-from agentledger.experiments.plan import build_plan
+from agentledger.experiments.plan import build_plan, resupply_masked
 from agentledger.experiments.targets import Target, load_target
 from agentledger.models.specs import Endpoint, key_variable, resolve_endpoint
 from agentledger.replay.args import argument_recordings, argument_secrets, check_parameters
@@ -72,7 +72,9 @@ def prepare_recorded(
     offline: bool = False,
     supervisor_api_key: str | None = None,
 ) -> PreparedExperiment:
-    """An experiment prepared from recorded settings and plan (resume, replay, workers)."""
+    """An experiment prepared from recorded settings and plan (resume, replay, workers):
+    secrets the log masked in the inputs are read again from the inputs file."""
+    plan = resupply_masked(plan, settings.inputs_file)
     return PreparedExperiment(
         settings,
         plan,

@@ -262,7 +262,9 @@ class ExperimentRunner:
         result = ExperimentResult(experiment_id, started.name, output_dir, plan.total_runs)
         result.successful = sum(1 for ok in finished.values() if ok)
         result.failed = len(finished) - result.successful
-        remaining = [s for s in iter_slots(experiment_id, plan) if s.trace_id not in finished]
+        remaining = [
+            s for s in iter_slots(experiment_id, prepared.plan) if s.trace_id not in finished
+        ]
         self._store.append(
             experiment_stream(experiment_id),
             [ExperimentResumed(experiment_id=experiment_id, remaining=len(remaining))],

@@ -235,7 +235,7 @@ def run_worker(
     feed = ClaimFeed(
         store,
         experiment_id,
-        started.plan,
+        prepared.plan,
         lease_seconds=started.lease_seconds,
         batch=max(1, prepared.settings.parallel // 4),
     )

@@ -10,7 +10,13 @@ from click.testing import CliRunner
 
 from agentledger.cli.main import cli
 from tests.support.modelserver import ModelServer
-from tests.support.projects import agentledger, experiment_id, make_project, output_folder
+from tests.support.projects import (
+    agentledger,
+    experiment_id,
+    make_project,
+    output_folder,
+    read_jsonl,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +103,31 @@ def test_a_password_in_a_store_url_query_is_never_printed(tmp_path: Path) -> Non
     assert result.exit_code == 2
     assert "PLANTEDpw" not in result.output
     assert "password=***" in result.output
+
+
+SEES_SECRET = """
+def run(input_text, metadata):
+    token = metadata.get("api_token")
+    return "real" if token == "PLANTEDtoken123" else f"got {token}"
+"""
+
+
+@pytest.mark.parametrize("how", ["workers", "replay"])
+def test_an_agent_sees_the_real_secret_when_it_runs_from_the_log(tmp_path: Path, how: str) -> None:
+    inputs = [{"input": "q", "metadata": {"api_token": "PLANTEDtoken123"}}]
+    project = make_project(tmp_path / "proj", agent=SEES_SECRET, inputs=inputs, iterations=2)
+    flags = ["--workers", "2"] if how == "workers" else []
+    first = agentledger("run", "experiment", "--yes", *flags, cwd=project)
+    assert first.returncode == 0, first.stderr
+    rows = [r["output"] for r in read_jsonl(output_folder(first) / "trace_summary.jsonl")]
+    assert rows == ["real", "real"]
+    if how == "replay":
+        replayed = agentledger("replay", experiment_id(first), cwd=project)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        assert "2 identical" in replayed.stdout
+    assert b"PLANTEDtoken123" not in (project / ".agentledger" / "ledger.db").read_bytes()
+    # The inputs file is what the secret comes back from: without it, refused by name.
+    (project / "inputs" / "generated.yaml").write_text("inputs:\n  - input: other\n")
+    again = agentledger("replay", experiment_id(first), cwd=project)
+    assert again.returncode == 2
+    assert "input #0 ('q') had secrets masked in the log" in again.stderr
