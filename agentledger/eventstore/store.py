@@ -82,9 +82,12 @@ def _refuse_foreign_file(location: StoreURL) -> None:
     uri = f"file:{quote(str(location.path))}?mode=ro"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
-            names = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
+            # Views and triggers count too: a file holding only a view is someone's database.
+            query = (
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger') "
+                "AND name NOT LIKE 'sqlite_%'"
+            )
+            names = [row[0] for row in conn.execute(query)]
     except sqlite3.Error:
         return  # not readable as SQLite: the engine's own error says so, in one line
     if names and "alembic_version" not in names:

@@ -427,3 +427,21 @@ def test_reports_refuse_a_tampered_log_unless_told_and_then_say_so(tmp_path: Pat
     assert "Warning: built over a log that fails verify: 3 problem(s)" in built.stderr
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert summary["integrity_warning"].startswith("built over a log that fails verify")
+
+
+def test_a_sqlite_file_holding_only_a_view_is_another_programs_database(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    foreign = tmp_path / "views.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("PRAGMA user_version = 7")
+        conn.execute("CREATE VIEW answers AS SELECT 42 AS answer")
+    before = foreign.read_bytes()
+    result = runner.invoke(cli, ["--store", str(foreign), "db", "upgrade"])
+    assert result.exit_code == 2
+    assert "is not an agentledger store: it holds another program's tables (answers)" in (
+        result.output
+    )
+    assert foreign.read_bytes() == before
