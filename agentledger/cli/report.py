@@ -11,7 +11,7 @@ from agentledger.cli.options import AppState, pass_state
 from agentledger.cli.output import echo
 
 if TYPE_CHECKING:
-    from agentledger.projections.folds import ExperimentFold
+    pass
 
 
 IGNORE_INTEGRITY = click.option(
@@ -22,26 +22,9 @@ IGNORE_INTEGRITY = click.option(
 )
 
 
-def _check_integrity(store: Any, experiment: ExperimentFold, ignore: bool) -> None:
-    """A report is only as good as its log: refuse one over streams that fail verify."""
-    from agentledger.eventstore.integrity import verify
-    from agentledger.projections.errors import ProjectionError
-
-    checked = verify(store, experiment.experiment_id, database=False)
-    if checked.ok:
-        return
-    found = [p.describe() for p in checked.problems] + checked.damage
-    first, count = found[0], len(found)
-    if not ignore:
-        raise ProjectionError(
-            f"experiment {experiment.experiment_id}'s log fails verify ({count} problem(s); "
-            f"first: {first}); run `agentledger verify {experiment.experiment_id}`, or pass "
-            "--ignore-integrity to build the report anyway"
-        )
-    experiment.integrity_warning = (
-        f"built over a log that fails verify: {count} problem(s); first: {first}"
-    )
-    echo(f"Warning: {experiment.integrity_warning}", err=True)
+def _warn(warning: str | None) -> None:
+    if warning is not None:
+        echo(f"Warning: {warning}", err=True)
 
 
 @click.group()
@@ -95,8 +78,8 @@ def rebuild(
 
     from agentledger.eventstore.envelope import utc_now
     from agentledger.projections.catalog import resolve_experiment
-    from agentledger.projections.report import load_report, resolve_as_of
-    from agentledger.projections.writers import write_report
+    from agentledger.projections.report import check_integrity, load_report, resolve_as_of
+    from agentledger.projections.writers import check_folder, recorded_folder, write_report
 
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     parts = jobs or (len(usable) if usable else os.cpu_count() or 1)
@@ -104,57 +87,15 @@ def rebuild(
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
         loaded = load_report(store, ref.experiment_id, until, parts=parts)
-        _check_integrity(store, loaded.experiment, ignore_integrity)
-        folder = output_dir or _recorded_folder(loaded.experiment, Path.cwd())
-        _check_folder(folder, ref.experiment_id, force)
+        _warn(check_integrity(store, loaded.experiment, ignore=ignore_integrity))
+        folder = output_dir or recorded_folder(loaded.experiment, Path.cwd())
+        check_folder(folder, ref.experiment_id, force=force)
         written = write_report(loaded, folder)
     point = f" as of position {until}" if until is not None else ""
     echo(
         f"Rebuilt {written.traces} traces of experiment {ref.experiment_id}{point} "
         f"into {folder} ({loaded.experiment.status}"
         f"{f'; {written.processes} processes' if written.processes > 1 else ''})"
-    )
-
-
-def _recorded_folder(experiment: ExperimentFold, project: Path) -> Path:
-    """The output folder the experiment was recorded with, taken relative to ``project``
-    (where the command runs) when it lay inside the recorded project: a copy of the store
-    rebuilds into its own project, never into the original's."""
-    from agentledger.projections.errors import ProjectionError
-
-    if not experiment.output_dir:
-        raise ProjectionError(
-            f"experiment {experiment.experiment_id} recorded no output folder; pass --output-dir"
-        )
-    recorded = Path(experiment.output_dir)
-    recorded_project = experiment.config.get("project_dir")
-    if recorded_project and recorded.is_relative_to(recorded_project):
-        return project / recorded.relative_to(recorded_project)
-    return recorded
-
-
-def _check_folder(folder: Path, experiment_id: str, force: bool) -> None:
-    """Refuse to write over another experiment's report or a folder of other files."""
-    import orjson
-
-    from agentledger.projections.errors import ProjectionError
-
-    if force or not folder.is_dir():
-        return
-    summary = folder / "summary.json"
-    try:
-        other = orjson.loads(summary.read_bytes()).get("experiment_id")
-    except FileNotFoundError:
-        other = None
-    except (OSError, orjson.JSONDecodeError, AttributeError):
-        other = "(unreadable)"
-    if other == experiment_id:
-        return
-    if other is None and not [p for p in folder.iterdir() if not p.name.startswith(".")]:
-        return  # an empty folder
-    what = f"the report of experiment {other}" if other else "files that are not its report"
-    raise ProjectionError(
-        f"{folder} holds {what}; pass --force to overwrite it, or --output-dir elsewhere"
     )
 
 
@@ -168,13 +109,13 @@ def show(state: AppState, experiment: str, as_json: bool, ignore_integrity: bool
     import orjson
 
     from agentledger.projections.catalog import resolve_experiment
-    from agentledger.projections.report import load_report
+    from agentledger.projections.report import check_integrity, load_report
     from agentledger.projections.rows import SummaryAccumulator, summary_document
 
     with state.read_store() as store:
         ref = resolve_experiment(store, experiment)
         loaded = load_report(store, ref.experiment_id)
-        _check_integrity(store, loaded.experiment, ignore_integrity)
+        _warn(check_integrity(store, loaded.experiment, ignore=ignore_integrity))
         acc = SummaryAccumulator()
         for trace in loaded.traces:
             acc.add(trace)

@@ -130,7 +130,8 @@ def scrub_known(text: str) -> str:
     )
 
 
-def encode_json(value: str) -> str:
+def _json_string(value: str) -> str:
+    """``value`` as its JSON string literal (quotes included): a whole value in a document."""
     return orjson.dumps(value).decode()
 
 
@@ -174,7 +175,7 @@ class Redactor:
                 self._short = self._short | {value}
                 # A whole JSON string value: the quotes around its encoding.
                 self._short_markers = re.compile(
-                    b"|".join(re.escape(encode_json(s).encode()) for s in sorted(self._short))
+                    b"|".join(re.escape(_json_string(s).encode()) for s in sorted(self._short))
                 )
             return
         with self._lock:

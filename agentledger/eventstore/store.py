@@ -91,11 +91,16 @@ def _refuse_foreign_file(location: StoreURL) -> None:
     except sqlite3.Error:
         return  # not readable as SQLite: the engine's own error says so, in one line
     if names and "alembic_version" not in names:
-        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
-        raise StoreUnavailableError(
-            f"{location.display()} is not an agentledger store: it holds another program's "
-            f"tables ({shown}); point --store at an agentledger store or a new file"
-        )
+        raise _foreign(location, names)
+
+
+def _foreign(location: StoreURL, tables: list[str]) -> StoreUnavailableError:
+    """The one message for another program's database given as the store."""
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    return StoreUnavailableError(
+        f"{location.display()} is not an agentledger store: it holds another program's "
+        f"tables ({shown}); point --store at an agentledger store or a new file"
+    )
 
 
 def _document(payload: Payload) -> Any:
@@ -270,11 +275,7 @@ class EventStore(StoreReader):
         """A SQLite file with tables but none of ours is another program's database: never
         create a store inside it."""
         if tables and self.backend == "sqlite":
-            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-            raise StoreUnavailableError(
-                f"{self.location.display()} is not an agentledger store: it holds another "
-                f"program's tables ({shown}); point --store at an agentledger store or a new file"
-            )
+            raise _foreign(self.location, tables)
 
     def _check_not_newer(self, current: str | None) -> None:
         if current is not None and current not in migrations.known_revisions():

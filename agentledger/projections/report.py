@@ -24,7 +24,7 @@ from agentledger.eventstore.envelope import (
     parse_timestamp,
 )
 from agentledger.eventstore.store import EventStore
-from agentledger.projections.errors import AsOfError, UnknownExperimentError
+from agentledger.projections.errors import AsOfError, ProjectionError, UnknownExperimentError
 from agentledger.projections.folds import ExperimentFold, TraceFold
 from agentledger.projections.rows import SummaryAccumulator
 
@@ -203,3 +203,26 @@ def _read_traces(
     store: EventStore, prefix: str, until: int | None, streams: tuple[str | None, str | None]
 ) -> Iterator[TraceFold]:
     return fold_traces(store.read_prefix_folds(prefix, until=until, streams=streams))
+
+
+def check_integrity(store: EventStore, experiment: ExperimentFold, *, ignore: bool) -> str | None:
+    """A report is only as good as its log: refuse one over the experiment's streams when
+    they fail verify, unless ``ignore``; then the warning is set on ``experiment`` (the
+    summary carries it) and returned."""
+    from agentledger.eventstore.integrity import verify
+
+    checked = verify(store, experiment.experiment_id, database=False)
+    if checked.ok:
+        return None
+    found = [p.describe() for p in checked.problems] + checked.damage
+    first, count = found[0], len(found)
+    if not ignore:
+        raise ProjectionError(
+            f"experiment {experiment.experiment_id}'s log fails verify ({count} problem(s); "
+            f"first: {first}); run `agentledger verify {experiment.experiment_id}`, or pass "
+            "--ignore-integrity to build the report anyway"
+        )
+    experiment.integrity_warning = (
+        f"built over a log that fails verify: {count} problem(s); first: {first}"
+    )
+    return experiment.integrity_warning

@@ -409,3 +409,38 @@ class _Transcripts:
             stale = [e.path for e in entries if e.name not in self._names]
         for path in stale:
             os.unlink(path)
+
+
+def recorded_folder(experiment: ExperimentFold, project: Path) -> Path:
+    """The output folder the experiment was recorded with, taken relative to ``project``
+    (where the rebuild runs) when it lay inside the recorded project: a copy of the store
+    rebuilds into its own project, never into the original's."""
+    if not experiment.output_dir:
+        raise ProjectionError(
+            f"experiment {experiment.experiment_id} recorded no output folder; pass --output-dir"
+        )
+    recorded = Path(experiment.output_dir)
+    recorded_project = experiment.config.get("project_dir")
+    if recorded_project and recorded.is_relative_to(recorded_project):
+        return project / recorded.relative_to(recorded_project)
+    return recorded
+
+
+def check_folder(folder: Path, experiment_id: str, *, force: bool) -> None:
+    """Refuse to write over another experiment's report or a folder of other files."""
+    if force or not folder.is_dir():
+        return
+    try:
+        other = orjson.loads((folder / SUMMARY).read_bytes()).get("experiment_id")
+    except FileNotFoundError:
+        other = None
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        other = "(unreadable)"
+    if other == experiment_id:
+        return
+    if other is None and not [p for p in folder.iterdir() if not p.name.startswith(".")]:
+        return  # an empty folder
+    what = f"the report of experiment {other}" if other else "files that are not its report"
+    raise ProjectionError(
+        f"{folder} holds {what}; pass --force to overwrite it, or --output-dir elsewhere"
+    )
