@@ -90,16 +90,23 @@ def _refuse_foreign_file(location: StoreURL) -> None:
             names = [row[0] for row in conn.execute(query)]
     except sqlite3.Error:
         return  # not readable as SQLite: the engine's own error says so, in one line
-    if names and "alembic_version" not in names:
+    if names and not _is_ours(names):
         raise _foreign(location, names)
 
 
-def _foreign(location: StoreURL, tables: list[str]) -> StoreUnavailableError:
+def _is_ours(tables: Sequence[str]) -> bool:
+    """Tables an agentledger store holds: the event log and its alembic stamp. Another
+    program's alembic-managed database has a stamp too, but no ``events`` table."""
+    return "alembic_version" in tables and "events" in tables
+
+
+def _foreign(location: StoreURL, tables: Sequence[str]) -> StoreUnavailableError:
     """The one message for another program's database given as the store."""
     shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    instead = "a new file" if location.backend == "sqlite" else "a new database"
     return StoreUnavailableError(
         f"{location.display()} is not an agentledger store: it holds another program's "
-        f"tables ({shown}); point --store at an agentledger store or a new file"
+        f"tables ({shown}); point --store at an agentledger store or {instead}"
     )
 
 
@@ -253,16 +260,15 @@ class EventStore(StoreReader):
         head = migrations.head_revision()
         with self._read() as conn:
             current = migrations.current_revision(conn)
-            tables = inspect(conn).get_table_names() if current is None else []
+            tables = inspect(conn).get_table_names() if current != head else []
         if current == head:
             return
-        if current is None:
-            self._refuse_foreign(tables)
-            if not create:
-                raise StoreUnavailableError(
-                    f"{self.location.display()} holds no agentledger store (an empty "
-                    "database); check --store, or run an experiment to create one"
-                )
+        self._refuse_foreign(current, tables)
+        if current is None and not create:
+            raise StoreUnavailableError(
+                f"{self.location.display()} holds no agentledger store (an empty "
+                "database); check --store, or run an experiment to create one"
+            )
         self._check_not_newer(current)
         if not upgrade:
             raise StoreError(
@@ -271,10 +277,13 @@ class EventStore(StoreReader):
             )
         self.upgrade()
 
-    def _refuse_foreign(self, tables: list[str]) -> None:
-        """A SQLite file with tables but none of ours is another program's database: never
-        create a store inside it."""
-        if tables and self.backend == "sqlite":
+    def _refuse_foreign(self, current: str | None, tables: list[str]) -> None:
+        """Never create or migrate a store inside another program's database: a SQLite file
+        with tables but not ours, or (either backend) a database whose alembic stamp
+        belongs to another program (a stamp, but no event log)."""
+        if current is not None and "events" not in tables:
+            raise _foreign(self.location, tables)
+        if current is None and tables and self.backend == "sqlite":
             raise _foreign(self.location, tables)
 
     def _check_not_newer(self, current: str | None) -> None:
@@ -289,8 +298,8 @@ class EventStore(StoreReader):
         """Migrate the schema to the newest revision; safe with concurrent openers."""
         with self._write(lock_key=MIGRATE_LOCK_KEY) as conn:
             current = migrations.current_revision(conn)
-            if current is None:
-                self._refuse_foreign(inspect(conn).get_table_names())
+            if current != migrations.head_revision():
+                self._refuse_foreign(current, inspect(conn).get_table_names())
             self._check_not_newer(current)
             if current is None and self.backend == "sqlite":
                 migrations.create_head_sqlite(conn)

@@ -407,6 +407,48 @@ def test_store_with_newer_schema_is_refused(store_url: str, store: EventStore) -
         EventStore.open(store_url)
 
 
+def _database_contents(engine) -> list:
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        names = sorted(inspect(conn).get_table_names())
+        return [(name, conn.execute(text(f"SELECT * FROM {name}")).all()) for name in names]
+
+
+@pytest.mark.parametrize("stamp", ["ae1027a6acf", "0001"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param({}, id="open"),
+        pytest.param({"create": False, "schema": "require", "readonly": True}, id="read"),
+    ],
+)
+def test_another_programs_alembic_database_is_refused_as_foreign_and_left_untouched(
+    store_url: str, stamp: str, how: dict
+) -> None:
+    # Another alembic-managed application's database: a stamp (of its own revision, or
+    # one that happens to look like ours) and its tables, but no event log.
+    engine = create_engine(parse_store_url(store_url).url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+        conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": stamp})
+        conn.execute(text("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)"))
+        conn.execute(text("INSERT INTO customers (id, name) VALUES (1, 'ada')"))
+    before = _database_contents(engine)
+    location = parse_store_url(store_url)
+    file_before = location.path.read_bytes() if location.path is not None else None
+    with pytest.raises(StoreUnavailableError) as refused:
+        EventStore.open(store_url, **how)
+    message = str(refused.value)
+    assert "is not an agentledger store: it holds another program's tables" in message
+    assert "(alembic_version, customers)" in message and "newer" not in message
+    assert _database_contents(engine) == before
+    engine.dispose()
+    if location.path is not None:
+        assert location.path.read_bytes() == file_before
+        assert [p.name for p in location.path.parent.iterdir()] == [location.path.name]
+
+
 @register
 class _Renamed(Payload):
     """Test-only payload at schema version 2 (field ``text`` was ``message`` in v1)."""
