@@ -228,6 +228,9 @@ class TurnStarted(Payload):
     source: Literal["input", "supervisor", "user"] = "input"
     input: JsonDict | None = None
     """Agent sessions: the whole input of the turn (what a replay feeds back)."""
+    input_order: list[list[str | int]] | None = None
+    """Agent sessions: the path of every object key of ``input`` in its original order (the
+    store sorts keys), so a replay feeds back the same bytes."""
 
 
 @register
