@@ -15,6 +15,8 @@ Required fields of the input schema are checked after merging, whatever the sour
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,33 +75,61 @@ def _merge(values: JsonDict, item: Any, agent: Agent, where: str) -> None:
         raise ConfigError(f"{where}: expected an object or text, got {type(item).__name__}")
 
 
-def schema_flags(agent: Agent, args: list[str]) -> JsonDict:
-    """Values from ``--field`` flags named after the agent's input schema properties."""
+def split_arguments(args: list[str]) -> tuple[str, str | None, list[str]]:
+    """``run agent``'s words in order: PATH (default ``.``), then AGENT, each present only
+    if it comes before the first option; the rest are ``--<field>`` flags."""
+    path = args.pop(0) if args and not args[0].startswith("-") else "."
+    name = args.pop(0) if args and not args[0].startswith("-") else None
+    return path, name, args
+
+
+def schema_flags(agent: Agent, args: list[str], options: Iterable[str] = ()) -> JsonDict:
+    """Values from ``--field VALUE`` (or ``--field=VALUE``) flags named after the agent's
+    input schema properties; an unknown flag is an error naming it, suggesting the nearest
+    field or one of ``options`` (the command's own)."""
     properties: JsonDict = (agent.input_schema or {}).get("properties") or {}
     values: JsonDict = {}
     position = 0
     while position < len(args):
         arg = args[position]
-        if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r}; input goes in -i/--input or --<field>")
-        name = arg[2:].replace("-", "_")
+        if not arg.startswith("-"):
+            raise ConfigError(
+                f"unexpected argument {arg!r}: PATH and AGENT come before any option, input "
+                "goes in -i/--input or --<field> VALUE"
+            )
+        inline: str | None = None
+        if "=" in arg:
+            arg, _, inline = arg.partition("=")
+        name = arg.lstrip("-").replace("-", "_")
         negated = name.startswith("no_") and name[3:] in properties
         field = name[3:] if negated else name
-        schema = properties.get(field)
+        schema = properties.get(field) if arg.startswith("--") else None
         if schema is None:
-            known = ", ".join(f"--{p.replace('_', '-')}" for p in properties) or "none"
+            fields = [f"--{p.replace('_', '-')}" for p in properties]
+            near = difflib.get_close_matches(arg, [*fields, *options], n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
             raise ConfigError(
-                f"no such option {arg}; the agent {agent.name}'s input fields are: {known}"
+                f"no such option {arg}; {hint}the agent {agent.name}'s input fields are: "
+                f"{', '.join(fields) or 'none'}"
             )
         kind = schema.get("type", "string")
         if kind == "boolean":
-            values[field] = not negated
+            if inline is not None:
+                if inline.lower() not in ("true", "false"):
+                    raise ConfigError(f"{arg}={inline}: expected true or false, or {arg} alone")
+                values[field] = (inline.lower() == "true") != negated
+            else:
+                values[field] = not negated
             position += 1
             continue
-        if position + 1 >= len(args):
+        if inline is not None:
+            raw = inline
+            position += 1
+        elif position + 1 >= len(args):
             raise ConfigError(f"{arg} needs a value")
-        raw = args[position + 1]
-        position += 2
+        else:
+            raw = args[position + 1]
+            position += 2
         check_text(raw, arg)
         if raw.startswith("@"):
             # @file: its text for a string field, parsed by its extension for any other.
@@ -170,3 +200,35 @@ def missing_fields(agent: Agent, values: JsonDict) -> list[str]:
     """Required input-schema fields ``values`` lacks."""
     required = (agent.input_schema or {}).get("required") or []
     return [field for field in required if field not in values]
+
+
+KeyPath = list[str | int]
+
+
+def key_order(value: Any, path: KeyPath | None = None) -> list[KeyPath]:
+    """The path of every object key in ``value``, in its order: the store keeps objects
+    with sorted keys, and a replay needs the order the input was given in."""
+    path = path or []
+    paths: list[KeyPath] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths.append([*path, str(key)])
+            paths += key_order(item, [*path, str(key)])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            paths += key_order(item, [*path, index])
+    return paths
+
+
+def in_order(value: Any, order: list[KeyPath], path: KeyPath | None = None) -> Any:
+    """``value`` with its object keys put back in the recorded ``order`` (keys the order
+    does not name keep their place after the named ones)."""
+    path = path or []
+    if isinstance(value, dict):
+        depth = len(path)
+        named = [p[depth] for p in order if len(p) == depth + 1 and p[:depth] == path]
+        keys = [k for k in named if k in value] + [k for k in value if k not in named]
+        return {str(k): in_order(value[str(k)], order, [*path, str(k)]) for k in keys}
+    if isinstance(value, list):
+        return [in_order(item, order, [*path, index]) for index, item in enumerate(value)]
+    return value

@@ -125,12 +125,19 @@ def _refuse_foreign(entry: str, where: str) -> None:
         )
 
 
+def _require_file(path: Path, what: str, where: str) -> None:
+    """``path`` must be a file: a missing one or a directory is an error naming it."""
+    if path.is_dir():
+        raise ConfigError(f"{where}: {what} {path} is a directory; name a YAML or JSON file")
+    if not path.is_file():
+        raise ConfigError(f"{where}: {what} {path} not found")
+
+
 def _schema(value: dict[str, Any] | str | None, base: Path, where: str) -> JsonDict | None:
     if value is None or isinstance(value, dict):
         return value
     path = base / value
-    if not path.is_file():
-        raise ConfigError(f"{where}: schema file {path} not found")
+    _require_file(path, "schema file", where)
     return load_yaml(path, "schema file")
 
 
@@ -144,8 +151,7 @@ def _load_agent(entry: str | dict[str, Any], project_dir: Path, where: str) -> A
     else:
         _refuse_foreign(entry, where)
         path = project_dir / entry
-        if not path.is_file():
-            raise ConfigError(f"{where}: agent file {path} not found")
+        _require_file(path, "agent file", where)
         data, source, base = load_yaml(path, "agent file"), str(path), path.parent
     spec = validate_file(AgentFile, dict(data), Path(source))
     if spec.type in ("mcp", "mcp-server") or "mcp" in (spec.type or ""):
@@ -180,6 +186,11 @@ def _load_agent(entry: str | dict[str, Any], project_dir: Path, where: str) -> A
 
 def load_project(directory: Path) -> AgentProject:
     """Read ``agentledger.yaml`` (or ``aigne.yaml``) in ``directory`` and its agents."""
+    for name in PROJECT_FILES:
+        if (directory / name).is_dir():
+            raise ConfigError(
+                f"{directory / name} is a directory; the project file must be a YAML file"
+            )
     path = next((directory / f for f in PROJECT_FILES if (directory / f).is_file()), None)
     if path is None:
         raise ConfigError(
@@ -210,15 +221,15 @@ def load_project(directory: Path) -> AgentProject:
 
 def render(template: str, values: JsonDict) -> str:
     """``{{field}}`` placeholders filled from ``values`` (dotted paths allowed; a missing
-    field renders empty)."""
+    field renders empty), each value written as AIGNE's JavaScript renders it (see
+    ``agentledger.agents.rendering``)."""
+    from agentledger.agents.rendering import js_text
 
     def value(match: re.Match[str]) -> str:
         current: Any = values
         for part in match.group(1).split("."):
             current = current.get(part) if isinstance(current, dict) else None
-        if current is None:
-            return ""
-        return current if isinstance(current, str) else str(current)
+        return js_text(current)
 
     return _TEMPLATE.sub(value, template)
 

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from agentledger.agents.catalog import TURN_FAILED
+from agentledger.agents.inputs import in_order, key_order
 from agentledger.agents.project import Agent, AgentProject, load_skill, render, tool_schema
-from agentledger.errors import AgentLedgerError, RunnerError
+from agentledger.agents.rendering import js_json
+from agentledger.errors import AgentLedgerError, ConfigError, RunnerError
 from agentledger.events.payloads import SessionEnded, SessionStarted, TurnCompleted, TurnStarted
 from agentledger.events.streams import session_stream
+from agentledger.eventstore.envelope import StoredEvent
 from agentledger.eventstore.store import EventStore
 from agentledger.experiments.context import RunContext, TraceRecorder, jsonable
 from agentledger.experiments.targets import load_target
@@ -37,6 +42,7 @@ from agentledger.replay.book import Divergence, RecordMode, ReplayState
 JsonDict = dict[str, Any]
 CLEARED = "chat.cleared"
 """The observation a chat's ``/clear`` records."""
+log = logging.getLogger("agentledger.agents")
 
 
 class AgentRunError(RunnerError):
@@ -51,11 +57,34 @@ class AgentResult:
 
 
 def user_message(agent: Agent, values: JsonDict) -> str:
-    """The user's message: the ``input_key`` field, else ``message``, else the input as JSON."""
+    """The user's message: the ``input_key`` field, else ``message``, else the input as
+    JSON written as AIGNE's JavaScript writes it (``JSON.stringify``: keys in the order
+    given, ``2`` not ``2.0``)."""
     for key in (agent.input_key, "message"):
         if key and isinstance(values.get(key), str):
             return str(values[key])
-    return orjson.dumps(values).decode() if values else ""
+    return js_json(values) if values else ""
+
+
+def select_output(agent: Agent, result: Any, key: str | None) -> Any:
+    """The part of ``result`` to output: the field ``key`` (an error naming the fields the
+    result has when it lacks it); without a key, the agent's ``output_key`` field if the
+    result has one, else the whole result."""
+    if key is None:
+        key = agent.output_key
+        return result[key] if isinstance(result, dict) and key in result else result
+    if isinstance(result, dict):
+        if key in result:
+            return result[key]
+        keys = ", ".join(repr(k) for k in result) or "none"
+        raise ConfigError(
+            f"--output-key {key!r} is not in the result of agent {agent.name}; its keys: {keys}"
+        )
+    kind = "text" if isinstance(result, str) else f"a JSON {type(result).__name__}"
+    raise ConfigError(
+        f"--output-key {key!r}: the result of agent {agent.name} is {kind}, not an object "
+        "with keys; drop --output-key"
+    )
 
 
 def _check_output(agent: Agent, text: str) -> Any:
@@ -123,7 +152,7 @@ def _ai_agent(
                     result = ctx.tool(function.name, skill.fn, arguments, call_id=call.id)
                 except Exception as exc:
                     result = f"error: {type(exc).__name__}: {exc}"
-            content = result if isinstance(result, str) else orjson.dumps(jsonable(result)).decode()
+            content = result if isinstance(result, str) else js_json(jsonable(result))
             messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
     raise AgentRunError(
         f"agent {agent.name}: still calling tools after {agent.max_iterations} model calls "
@@ -203,6 +232,14 @@ class AgentSession:
             ],
             metadata=metadata,
         )
+        log.debug(
+            "session %s: agent %s of project %s, model %s, store %s",
+            self.session_id,
+            agent.name,
+            self._project_dir,
+            model.label,
+            store.location.display(),
+        )
         self._writer = BatchWriter(store)
         self._gateway = ModelGateway(model, model_endpoint, store.redactor)
         recorder = TraceRecorder(self._writer, stream, version=1, metadata=metadata)
@@ -219,6 +256,8 @@ class AgentSession:
             replay=replay,
         )
         self.turns = 0
+        self.failures: list[str] = []
+        """The error type of every turn that failed, in order."""
         self.history: list[JsonDict] = []
         """The conversation (user and assistant messages) kept when the agent has memory."""
         self._ended = False
@@ -232,11 +271,17 @@ class AgentSession:
         started = time.perf_counter()
         try:
             ctx.turn_index = index
+            recorded_input = jsonable(values)
             ctx.record_event(
                 TurnStarted(
-                    turn_index=index, user_message=message, source="user", input=jsonable(values)
+                    turn_index=index,
+                    user_message=message,
+                    source="user",
+                    input=recorded_input,
+                    input_order=key_order(recorded_input),
                 )
             )
+            log.debug("session %s turn %d: agent %s", self.session_id, index + 1, agent.name)
             try:
                 with record_default_clients(self._store.redactor):
                     if agent.target is not None:
@@ -245,10 +290,12 @@ class AgentSession:
                         result = _ai_agent(
                             agent, ctx, self._gateway, values, self._project_dir, self.history
                         )
-            except AgentLedgerError:
+            except AgentLedgerError as exc:
+                self._failed(index, exc)
                 raise
             except Exception as exc:
                 # The model (HTTP errors, timeouts, bad answers) or the agent's own code.
+                self._failed(index, exc)
                 raise AgentRunError(
                     f"agent {agent.name} failed: {type(exc).__name__}: {exc}"
                 ) from exc
@@ -268,12 +315,18 @@ class AgentSession:
                 {"role": "user", "content": message},
                 {
                     "role": "assistant",
-                    "content": answer
-                    if isinstance(answer, str)
-                    else orjson.dumps(jsonable(answer)).decode(),
+                    "content": answer if isinstance(answer, str) else js_json(jsonable(answer)),
                 },
             ]
         return result
+
+    def _failed(self, index: int, exc: BaseException) -> None:
+        """Record that turn ``index`` failed, and how (the error's type and message)."""
+        self.failures.append(type(exc).__name__)
+        log.debug("session %s turn %d failed: %s", self.session_id, index + 1, exc)
+        self._ctx.observe(
+            TURN_FAILED, turn=index, error_type=type(exc).__name__, message=str(exc)[:500]
+        )
 
     @property
     def divergence(self) -> Divergence | None:
@@ -329,6 +382,14 @@ def run_agent(
 
 
 @dataclass(frozen=True)
+class TurnOutcome:
+    """How one turn ended: its output, or the type of the error it failed with."""
+
+    output: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class SessionReplay:
     """How a replayed agent session went against its recording."""
 
@@ -337,10 +398,53 @@ class SessionReplay:
     turns: int
     changed_turns: list[int]
     divergence: Divergence | None
+    recorded: list[TurnOutcome] = field(default_factory=list)
+    replayed: list[TurnOutcome] = field(default_factory=list)
+    reason: str = "completed"
+    """How the replay session ended, as recorded in its ``SessionEnded``."""
 
     @property
     def identical(self) -> bool:
         return self.divergence is None and not self.changed_turns
+
+
+@dataclass
+class _Step:
+    """One recorded step of a session: a turn (its input and outcome) or a ``/clear``."""
+
+    values: JsonDict | None
+    outcome: TurnOutcome | None = None
+
+
+def _recorded_steps(events: list[StoredEvent]) -> tuple[list[_Step], str]:
+    """The session's turns (input in its original key order, outcome) and ``/clear``s in
+    order, and how it ended."""
+    steps: list[_Step] = []
+    ended = "completed"
+    current: _Step | None = None
+    for ev in events:
+        data = ev.data
+        if ev.type == "TurnStarted":
+            values = data.get("input") or {}
+            if data.get("input_order"):
+                values = in_order(values, data["input_order"])
+            current = _Step(values)
+            steps.append(current)
+        elif ev.type == "TurnCompleted" and current is not None:
+            current.outcome = TurnOutcome(output=data.get("agent_output"))
+        elif ev.type == "ObservationRecorded" and data.get("name") == TURN_FAILED:
+            if current is not None:
+                current.outcome = TurnOutcome(error=(data.get("data") or {}).get("error_type"))
+        elif ev.type == "ObservationRecorded" and data.get("name") == CLEARED:
+            steps.append(_Step(None))
+        elif ev.type == "SessionEnded":
+            ended = data.get("reason") or "completed"
+    for step in steps:
+        if step.values is not None and step.outcome is None:
+            # Recorded before failures were: the session's end says how the last one failed.
+            error = ended.removeprefix("failed: ") if ended.startswith("failed") else ended
+            step.outcome = TurnOutcome(error=error or "failed")
+    return steps, ended
 
 
 def replay_session(
@@ -350,13 +454,19 @@ def replay_session(
     mode: RecordMode,
     project_dir: Path | None = None,
 ) -> SessionReplay:
-    """Run a recorded session's turns again, as a new session answered from its recording."""
+    """Run a recorded session's turns again, as a new session answered from its recording
+    (each turn fed its recorded input with its keys in their recorded order), and compare
+    every turn's outcome with the recorded one: output with output, failure with failure.
+    The replay session ends as the run did (``failed: <error>`` when a run's turn failed)."""
     from agentledger.agents.project import load_project
     from agentledger.replay.book import build_books
 
     events = store.read_stream(session_stream(source_id))
     if not events or events[0].type != "SessionStarted":
-        raise AgentRunError(f"no agent session {source_id} in the store")
+        raise AgentRunError(
+            f"no agent session {source_id} in store {store.location.display()}; "
+            "agentledger sessions list shows the sessions there"
+        )
     started = events[0].data
     directory = project_dir or Path(started.get("project_dir") or "")
     if not directory.is_dir():
@@ -369,43 +479,60 @@ def replay_session(
     if not started.get("model_spec"):
         raise AgentRunError(f"session {source_id} was recorded without its model; run it again")
     model = ModelSpec.model_validate(started["model_spec"])
-    # What the session did, in order: turns (their inputs) and /clear.
-    steps: list[JsonDict | None] = [
-        ev.data.get("input") or {} if ev.type == "TurnStarted" else None
-        for ev in events
-        if ev.type == "TurnStarted"
-        or (ev.type == "ObservationRecorded" and ev.data.get("name") == CLEARED)
-    ]
-    recorded = [ev.data.get("agent_output") for ev in events if ev.type == "TurnCompleted"]
+    steps, _ = _recorded_steps(events)
     book = build_books(events, "session-")[session_stream(source_id)]
+    chat = bool(started.get("chat"))
     session = AgentSession(
         store,
         project,
         agent,
         model,
         env,
-        chat=bool(started.get("chat")),
+        chat=chat,
         replay=ReplayState(mode, book),
         replay_of=source_id,
     )
-    outputs: list[Any] = []
+    recorded: list[TurnOutcome] = []
+    replayed: list[TurnOutcome] = []
+    reason = "completed"
     try:
-        for values in steps:
-            if values is None:
+        for step in steps:
+            if step.values is None:
                 session.clear()
                 continue
+            assert step.outcome is not None
+            recorded.append(step.outcome)
             try:
-                outputs.append(jsonable(session.turn(values)))
-            except Exception:
-                outputs.append(None)
+                replayed.append(TurnOutcome(output=jsonable(session.turn(step.values))))
+            except Exception as exc:
+                cause = exc.__cause__ if isinstance(exc, AgentRunError) else None
+                error = type(cause or exc).__name__
+                replayed.append(TurnOutcome(error=error))
                 if session.divergence is not None:
                     break
+                if not chat:
+                    # A run ends at its failed turn; a chat goes on to the next message.
+                    reason = f"failed: {error}"
+    except BaseException as exc:
+        reason = f"failed: {type(exc).__name__}"
+        raise
     finally:
         divergence = session.divergence
-        session.end("diverged" if divergence else "completed")
+        if divergence is not None:
+            reason = "diverged"
+        session.end(reason)
     changed = [
         index
-        for index in range(max(len(recorded), len(outputs)))
-        if index >= len(recorded) or index >= len(outputs) or recorded[index] != outputs[index]
+        for index in range(max(len(recorded), len(replayed)))
+        if index >= len(recorded) or index >= len(replayed) or recorded[index] != replayed[index]
     ]
-    return SessionReplay(session.session_id, source_id, len(outputs), changed, divergence)
+    return SessionReplay(
+        session.session_id,
+        source_id,
+        len(replayed),
+        changed,
+        divergence,
+        recorded,
+        replayed,
+        reason,
+    )

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agentledger.cli.errors import EXIT_FAILED_BAR, EXIT_INTERRUPTED, UserError
-from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.options import LOG_LEVELS, AppState, configure_logging, pass_state
+from agentledger.cli.output import escaped
 from agentledger.errors import AgentLedgerError
 from agentledger.eventstore.redaction import scrub_known
 
@@ -20,12 +21,10 @@ if TYPE_CHECKING:
     from agentledger.models.specs import ModelSpec
 
 
-@click.command(
-    "agent",
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+@click.command("agent", context_settings={"ignore_unknown_options": True})
+@click.argument(
+    "arguments", nargs=-1, type=click.UNPROCESSED, metavar="[PATH|URL] [AGENT] [--FIELD VALUE]..."
 )
-@click.argument("path", default=".", metavar="[PATH|URL]")
-@click.argument("agent_name", required=False, metavar="[AGENT]")
 @click.option(
     "--entry-agent", metavar="NAME", help="The agent to run [default: cli.chat, else the first]."
 )
@@ -52,7 +51,12 @@ if TYPE_CHECKING:
     help="How to read @file and stdin [default: by extension; stdin text].",
 )
 @click.option("-o", "--output", "output_file", metavar="FILE", help="Write the result here.")
-@click.option("--output-key", default="message", show_default=True, help="Result field to output.")
+@click.option(
+    "--output-key",
+    metavar="KEY",
+    help="The field of the result to output; a key the result lacks is an error "
+    "[default: the agent's output_key, else the whole result].",
+)
 @click.option("--force", is_flag=True, help="Overwrite --output, creating its folders.")
 @click.option(
     "--cache-dir",
@@ -62,17 +66,29 @@ if TYPE_CHECKING:
 @click.option("--refresh", is_flag=True, help="Download a URL project again.")
 @click.option(
     "--chat",
+    "--interactive",
+    "chat",
     is_flag=True,
     help="Talk to the agent: one message per line (/help for commands) [default when "
-    "cli.chat names the agent and none is given].",
+    "cli.chat names the agent and none is given]. --interactive is AIGNE's name for it.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
+    help="How much the library logs to stderr (as the global --log-level) [default: info].",
+)
+@click.option(
+    "--aigne-hub-url",
+    metavar="URL",
+    hidden=True,
+    help="AIGNE Hub: refused (agentledger calls providers directly).",
 )
 @pass_state
 @click.pass_context
 def agent(
     ctx: click.Context,
     state: AppState,
-    path: str,
-    agent_name: str | None,
+    arguments: tuple[str, ...],
     entry_agent: str | None,
     model_flag: str | None,
     base_url: str | None,
@@ -83,24 +99,36 @@ def agent(
     inputs: tuple[str, ...],
     input_format: str | None,
     output_file: str | None,
-    output_key: str,
+    output_key: str | None,
     force: bool,
     cache_dir: str | None,
     refresh: bool,
     chat: bool,
+    log_level: str | None,
+    aigne_hub_url: str | None,
 ) -> None:
     """Run one agent of an agentledger.yaml / aigne.yaml project once, recorded as a
-    session. Input fields of the agent's input_schema are flags too (--<field> VALUE).
+    session. AGENT (or --entry-agent) picks the agent; input fields of its input_schema
+    are flags too (--<field> VALUE).
 
     The result goes to stdout (text for a string, JSON otherwise) or to -o FILE.
     """
-    from agentledger.agents.inputs import gather_input, schema_flags
+    from agentledger.agents.inputs import gather_input, schema_flags, split_arguments
     from agentledger.agents.project import load_project
     from agentledger.agents.remote import DEFAULT_CACHE, fetch_project, is_url
-    from agentledger.agents.session import AgentRunError, run_agent
+    from agentledger.agents.session import AgentRunError, run_agent, select_output
     from agentledger.api import load_env
     from agentledger.models.specs import provider_keys
 
+    if aigne_hub_url is not None:
+        raise UserError(
+            "--aigne-hub-url: agentledger does not use AIGNE Hub; name the model with "
+            "--model provider:model (and --base-url for an OpenAI-compatible endpoint)"
+        )
+    if log_level is not None:
+        configure_logging(log_level.lower())
+        state.log_level = log_level.lower()
+    path, agent_name, extra = split_arguments(list(arguments))
     if agent_name and entry_agent and agent_name != entry_agent:
         raise UserError(
             f"AGENT {agent_name!r} and --entry-agent {entry_agent!r} disagree; give one"
@@ -142,7 +170,7 @@ def agent(
         list(inputs),
         input_format,
         stdin_text,
-        schema_flags(chosen, list(ctx.args)),
+        schema_flags(chosen, extra, _option_names(ctx)),
         Path.cwd(),
         check_required=not chat,
     )
@@ -160,9 +188,10 @@ def agent(
         ctx.exit(EXIT_FAILED_BAR)
     finally:
         store.close()
-    result = outcome.result
-    if isinstance(result, dict) and output_key in result:
-        result = result[output_key]
+    try:
+        result = select_output(chosen, outcome.result, output_key)
+    except AgentLedgerError as exc:
+        raise UserError(f"{escaped(str(exc))} (recorded as session {outcome.session_id})") from None
     text = result if isinstance(result, str) else _json_text(result)
     if target is not None:
         _write_output(target, text)
@@ -171,6 +200,17 @@ def agent(
         click.echo(text)
     # stdout carries the result alone; where it is recorded goes to stderr.
     click.echo(f"Session: {outcome.session_id}", err=True)
+
+
+def _option_names(ctx: click.Context) -> list[str]:
+    """The command's own long option names, for suggestions."""
+    return [
+        name
+        for param in ctx.command.params
+        if isinstance(param, click.Option) and not param.hidden
+        for name in param.opts
+        if name.startswith("--")
+    ]
 
 
 def _agent_model(
@@ -206,7 +246,8 @@ CHAT_HELP = """Commands:
   /history   the conversation so far
   /clear     forget the conversation (the log keeps it)
   /exit      end the session
-End a line with \\ to continue the message on the next line."""
+A message that starts with / is a command; start it with // to send a message that
+starts with /. End a line with \\ to continue the message on the next line."""
 
 
 def _read_message(interactive: bool) -> str | None:
@@ -239,11 +280,11 @@ def _chat(
     model: ModelSpec,
     env: Mapping[str, str],
     base_values: dict[str, Any],
-    output_key: str,
+    output_key: str | None,
 ) -> None:
     """The chat loop: each message is one recorded turn of the session."""
     from agentledger.agents.inputs import message_key, missing_fields
-    from agentledger.agents.session import AgentSession
+    from agentledger.agents.session import AgentSession, select_output
     from agentledger.models.specs import provider_keys
 
     interactive = sys.stdin.isatty()
@@ -277,6 +318,13 @@ def _chat(
                 shown.clear()
                 click.echo("(conversation cleared)", err=True)
                 continue
+            if text.startswith("//"):
+                message = message.lstrip()[1:]  # a message that starts with '/'
+            elif text.startswith("/"):
+                # Never sent to the model: a mistyped command is answered here.
+                command = text.split()[0]
+                click.echo(f"unknown command {escaped(command)}; /help lists them", err=True)
+                continue
             values = {**base_values, message_key(chosen): message}
             missing = missing_fields(chosen, values)
             if missing:
@@ -289,8 +337,11 @@ def _chat(
             except AgentLedgerError as exc:
                 click.echo(f"Error: {scrub_known(str(exc))}", err=True)
                 continue
-            if isinstance(result, dict) and output_key in result:
-                result = result[output_key]
+            try:
+                result = select_output(chosen, result, output_key)
+            except AgentLedgerError as exc:
+                click.echo(f"Error: {escaped(str(exc))}", err=True)
+                continue
             reply = result if isinstance(result, str) else _json_text(result)
             shown.append((message, reply))
             click.echo(reply)

@@ -166,13 +166,20 @@ def show_trace(state: AppState, trace: str, as_json: bool) -> None:
 @pass_state
 def transcript(state: AppState, trace_or_session: str) -> None:
     """Print the chat transcript (Markdown) of a trace or of an agent session."""
-    from agentledger.events.streams import session_stream
+    from agentledger.cli.sessions import WHERE_SESSIONS_ARE, read_sessions_store
+    from agentledger.events.streams import session_stream, trace_stream
     from agentledger.projections.transcripts import session_transcript, trace_transcript
 
-    with state.read_store() as store:
+    with read_sessions_store(state) as store:
         session = store.read_stream(session_stream(trace_or_session))
         if session:
             echo(session_transcript(session), nl=False)
             return
+        if not store.read_stream(trace_stream(trace_or_session)):
+            raise UserError(
+                f"no trace or agent session {trace_or_session!r} in store "
+                f"{store.location.display()}; trace ids are listed in trace_summary.jsonl, "
+                f"sessions by agentledger sessions list; {WHERE_SESSIONS_ARE}"
+            )
         experiment, fold = _load_trace(store, trace_or_session)
     echo(trace_transcript(experiment, fold), nl=False)

@@ -20,6 +20,7 @@ from agentledger.cli import (
     replay,
     report,
     run,
+    sessions,
     transfer,
     verify,
     worker,
@@ -83,6 +84,7 @@ cli.add_command(report.report)
 cli.add_command(experiments.experiments)
 cli.add_command(experiments.traces)
 cli.add_command(experiments.transcript)
+cli.add_command(sessions.sessions)
 cli.add_command(parse.parse)
 cli.add_command(events.events)
 cli.add_command(verify.verify)

@@ -54,7 +54,10 @@ def replay(
     Exit 0 only when every run is identical; 1 otherwise; 2 on bad input.
     """
     from agentledger.api import replay_agent_session, replay_experiment
+    from agentledger.cli.sessions import WHERE_SESSIONS_ARE, missing_store
+    from agentledger.eventstore.errors import StoreUnavailableError
     from agentledger.projections.compare import count_verdicts
+    from agentledger.projections.errors import UnknownExperimentError
     from agentledger.replay.book import RecordMode
 
     record_mode = RecordMode.parse(mode, "--mode")
@@ -64,9 +67,12 @@ def replay(
     if moved_to is not None and not moved_to.is_dir():
         raise UserError(f"--project {project}: not a directory")
     store_url = state.store_location(Path.cwd())
-    session = replay_agent_session(
-        target, Path.cwd(), store=store_url, mode=record_mode.value, project_dir=moved_to
-    )
+    try:
+        session = replay_agent_session(
+            target, Path.cwd(), store=store_url, mode=record_mode.value, project_dir=moved_to
+        )
+    except StoreUnavailableError as exc:
+        raise UserError(missing_store(exc)) from None
     if session is not None:
         _print_session_replay(session)
         return
@@ -92,6 +98,9 @@ def replay(
             handle_signals=True,
             on_second_interrupt=hard_exit,
         )
+    except UnknownExperimentError as exc:
+        # Not a session either (looked for first): say where sessions are kept.
+        raise UserError(f"{exc}; nor is there an agent session: {WHERE_SESSIONS_ARE}") from None
     finally:
         display.close()
     print_result(replayed.result)
@@ -113,12 +122,37 @@ def _print_session_replay(outcome: SessionReplay) -> None:
         click.echo(outcome.divergence.message())
         verdict = "diverged"
     elif outcome.changed_turns:
+        for index in outcome.changed_turns:
+            line = _turn_change(outcome, index)
+            if line:
+                click.echo(line)
         verdict = f"output changed (turns {', '.join(str(t + 1) for t in outcome.changed_turns)})"
     else:
         verdict = "identical"
-    click.echo(f"Replay: {verdict}, {outcome.turns} turn(s)")
+    failed = [
+        f"turn {index + 1} failed as recorded: {turn.error}"
+        for index, turn in enumerate(outcome.replayed)
+        if turn.error and index not in outcome.changed_turns
+    ]
+    note = f" ({'; '.join(failed)})" if failed else ""
+    click.echo(f"Replay: {verdict}, {outcome.turns} turn(s){note}")
     if not outcome.identical:
         click.get_current_context().exit(EXIT_FAILED_BAR)
+
+
+def _turn_change(outcome: SessionReplay, index: int) -> str | None:
+    """A line on a turn whose outcome changed kind (failed / answered), or None."""
+    recorded = outcome.recorded[index] if index < len(outcome.recorded) else None
+    replayed = outcome.replayed[index] if index < len(outcome.replayed) else None
+    if recorded is None or replayed is None:
+        return f"turn {index + 1}: {'not replayed' if replayed is None else 'not recorded'}"
+    if recorded.error and not replayed.error:
+        return f"turn {index + 1}: answered where the recording failed ({recorded.error})"
+    if replayed.error and not recorded.error:
+        return f"turn {index + 1}: failed ({replayed.error}) where the recording answered"
+    if recorded.error != replayed.error:
+        return f"turn {index + 1}: failed with {replayed.error}, recorded {recorded.error}"
+    return None
 
 
 def _print_verdicts(rows: list[ReplayRow], as_json: bool) -> None:
