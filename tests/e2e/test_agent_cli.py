@@ -556,3 +556,161 @@ def test_a_failing_model_is_a_one_line_error_and_the_session_is_kept(project: Pa
     session = line.rsplit("recorded as session ", 1)[1].rstrip(")")
     transcript = agentledger("transcript", session, cwd=project).stdout
     assert "failed: InternalServerError" in transcript and "| failed |" in transcript
+
+
+PLAN = """
+    name: plan
+    instructions: "Plan {{count}} steps for {{tags}} within {{limits}}; short: {{short}}."
+    input_schema:
+      type: object
+      properties:
+        text: {type: string}
+        count: {type: number}
+        tags: {type: array, items: {type: string}}
+        limits: {type: object}
+        short: {type: boolean}
+      required: [text]
+"""
+
+
+def _with_plan(project: Path) -> None:
+    """Add the agent ``plan``: no input_key, so its user message is the input as JSON."""
+    (project / "plan.yaml").write_text(textwrap.dedent(PLAN).lstrip())
+    config = project / "aigne.yaml"
+    config.write_text(config.read_text().replace("  - chat.yaml", "  - chat.yaml\n  - plan.yaml"))
+
+
+def test_structured_input_renders_as_aigne_and_replays_identical(project: Path) -> None:
+    _with_plan(project)
+    with ModelServer() as server:
+        result = run_agent(
+            project,
+            "plan",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            "-i",
+            '{"limits": {"z": 1, "a": 2.5}}',
+            "--text",
+            "trip",
+            "--count",
+            "2",
+            "--tags",
+            "a",
+            "--tags",
+            "b",
+            "--short",
+            OPENAI_API_KEY="sk-test-plan-key",
+        )
+        assert result.returncode == 0, result.stderr
+        sent = server.requests[0].body["messages"]
+    assert sent[0]["content"] == 'Plan 2 steps for ["a","b"] within {"z":1,"a":2.5}; short: true.'
+    assert sent[1]["content"] == (
+        '{"limits":{"z":1,"a":2.5},"text":"trip","count":2,"tags":["a","b"],"short":true}'
+    )
+    replay = agentledger("replay", session_of(result), cwd=project)  # the server is stopped
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "Replay: identical, 1 turn(s)" in replay.stdout
+
+
+def test_a_failed_session_replays_as_failed_and_identical(project: Path) -> None:
+    with ModelServer() as server:
+        server.fail_next("500", times=3)
+        failed = run_agent(
+            project, "chat", "--model", "openai:m", "--base-url", server.base_url, "-i", "x"
+        )
+    assert failed.returncode == 1
+    recorded = failed.stderr.rsplit("recorded as session ", 1)[1].split(")")[0]
+    replay = agentledger("replay", recorded, cwd=project)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert replay.stdout.splitlines()[-1] == (
+        "Replay: identical, 1 turn(s) (turn 1 failed as recorded: InternalServerError)"
+    )
+    replayed = replay.stdout.split("Session: ")[1].split()[0]
+    shown = agentledger("sessions", "show", replayed, cwd=project)
+    assert "ended       " in shown.stdout
+    assert "failed: InternalServerError" in shown.stdout, shown.stdout
+
+
+def test_schema_flags_follow_the_project_path_alone(project: Path) -> None:
+    config = project / "aigne.yaml"
+    config.write_text(config.read_text().replace("  - chat.yaml\n", ""))  # summary is first
+    result = run_agent(project, "--text", "from flags", "--output-key", "summary")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "from flags\n"
+
+
+def test_schema_flags_work_with_entry_agent(project: Path) -> None:
+    result = run_agent(
+        project, "--entry-agent", "summary", "--text=with entry", "--output-key", "summary"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "with entry\n"
+
+
+def test_unknown_option_is_named_not_taken_for_an_agent(project: Path) -> None:
+    result = run_agent(project, "--bogus", "1")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: no such option --bogus;") and "no agent named" not in line
+
+
+def test_interactive_is_aigne_s_name_for_chat(project: Path) -> None:
+    result = run_agent(project, "chat", "--interactive", stdin="hello\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Tool results: answer to hello\n"
+    assert "(1 turns)" in result.stderr
+
+
+def test_log_level_debug_logs_the_session_and_silent_logs_nothing(project: Path) -> None:
+    debug = run_agent(project, "chat", "-i", "hi", "--log-level", "debug")
+    assert debug.returncode == 0, debug.stderr
+    assert "[DEBUG] session " in debug.stderr and "store " in debug.stderr
+    quiet = run_agent(project, "chat", "-i", "hi")
+    assert "[DEBUG]" not in quiet.stderr
+
+
+def test_aigne_hub_url_is_refused_naming_the_alternative(project: Path) -> None:
+    result = run_agent(project, "chat", "-i", "hi", "--aigne-hub-url", "https://hub.example")
+    assert result.returncode == 2
+    assert "--aigne-hub-url: agentledger does not use AIGNE Hub" in result.stderr
+
+
+def test_output_key_the_result_lacks_is_an_error_naming_its_keys(project: Path) -> None:
+    result = run_agent(project, "summary", "--text", "t", "--output-key", "nope")
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "Error: --output-key 'nope' is not in the result of agent summary; its keys: 'summary'"
+    )
+    session = line.rsplit("recorded as session ", 1)[1].rstrip(")")
+    transcript = agentledger("transcript", session, cwd=project)
+    assert transcript.returncode == 0 and "### Turn 1" in transcript.stdout
+
+
+def test_unknown_chat_command_is_answered_locally(project: Path) -> None:
+    with ModelServer() as server:
+        result = run_agent(
+            project,
+            "chat",
+            "--chat",
+            "--model",
+            "openai:m",
+            "--base-url",
+            server.base_url,
+            stdin="/bogus now\n//slash sent\n",
+            OPENAI_API_KEY="sk-test-chat-key",
+        )
+        sent = [r.body["messages"][-1]["content"] for r in server.requests]
+    assert result.returncode == 0, result.stderr
+    assert "unknown command /bogus; /help lists them" in result.stderr
+    assert "/slash sent" in sent and not any("bogus" in m for m in sent)
+
+
+def test_an_input_file_that_is_a_directory_is_a_one_line_error(project: Path) -> None:
+    (project / "inputs").mkdir()
+    result = run_agent(project, "chat", "-i", "@inputs")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.endswith("inputs is a directory; name a file")
