@@ -254,8 +254,16 @@ def _show_plan(
     plan = prepared.plan
     persona_note = f" (personas: {', '.join(plan.personas)})" if plan.personas else ""
     replay_note = f", {mode.value} from {source.experiment_id}" if source else ""
+    if plan.recordings:
+        # Argument replay runs every input once with each recorded call (docs/replay.md).
+        shape = (
+            f"{len(plan.inputs) // plan.recordings} inputs x {plan.recordings} recorded "
+            f"calls x {plan.iterations} iterations"
+        )
+    else:
+        shape = f"{len(plan.inputs)} inputs x {plan.iterations} iterations"
     echo(
-        f"Plan: {len(plan.inputs)} inputs x {plan.iterations} iterations{persona_note}"
+        f"Plan: {shape}{persona_note}"
         f" = {plan.total_runs} runs, parallel {prepared.settings.parallel},"
         f" model {prepared.settings.model.label}{replay_note}"
     )

@@ -126,6 +126,9 @@ class ExperimentPlan(BaseModel):
     total_runs: int
     only_slots: list[int] | None = None
     """Run only these slot numbers (replaying one trace), in plan order."""
+    recordings: int | None = None
+    """Argument replay: how many recorded calls each input runs with (``inputs`` then
+    holds one entry per input and recording)."""
 
 
 @register
@@ -144,6 +147,9 @@ class ExperimentStarted(Payload):
     """Local worker processes it was started with (None: runs in the starting process)."""
     lease_seconds: float | None = None
     """Set when its slots are shared by workers: how long a claim holds without renewal."""
+    local_time: str | None = None
+    """Local wall-clock time of the start (ISO 8601, no offset, as FluxLoop writes its
+    ``date``): taken once here so that reports rebuild to the same bytes anywhere."""
 
 
 class TraceSeal(BaseModel):
@@ -334,6 +340,20 @@ class ObservationRecorded(Payload):
     """UTC ISO-8601 time the observation was made, taken once at record time."""
     data: JsonDict = Field(default_factory=dict)
     level: str | None = None
+
+
+@register
+class SdkObservationRecorded(Payload):
+    """An observation an agent-side SDK made (FluxLoop's decorators), as the SDK serialises
+    it: ``id``, ``type`` (agent, tool, generation, span, event, chain), ``name``,
+    ``start_time``, ``end_time``, ``input``, ``output``, ``error``, ``level``,
+    ``metadata``, ``parent_observation_id``, ``trace_id`` (the SDK's), and for generations
+    ``model`` and token counts."""
+
+    sdk: str = "fluxloop"
+    observation: JsonDict
+    turn_index: int | None = None
+    """The conversation turn it was made in (multi-turn experiments)."""
 
 
 @register

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from agentledger.experiments import fluxloop_sdk
 from agentledger.experiments.context import RunContext, jsonable
 from agentledger.experiments.conversation import Conversation, blocking_decider, conversation_values
 from agentledger.experiments.plan import Slot
@@ -40,17 +41,37 @@ def _combine(chunks: list[Any]) -> Any:
     return chunks
 
 
-def _call_sync(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
+def _call_sync(
+    target: Target, args: list[Any], kwargs: dict[str, Any], sdk_trace: str | None = None
+) -> Any:
+    if sdk_trace is not None:
+        with fluxloop_sdk.instrumented(sdk_trace):
+            return _call_sync(target, args, kwargs)
     result = target.fn(*args, **kwargs)
     if target.kind == "generator":
         return _combine(list(result))
     return result
 
 
-async def _call_async(target: Target, args: list[Any], kwargs: dict[str, Any]) -> Any:
+async def _call_async(
+    target: Target, args: list[Any], kwargs: dict[str, Any], sdk_trace: str | None = None
+) -> Any:
+    if sdk_trace is not None:
+        with fluxloop_sdk.instrumented(sdk_trace):
+            return await _call_async(target, args, kwargs)
     if target.kind == "async_generator":
         return _combine([chunk async for chunk in target.fn(*args, **kwargs)])
     return await target.fn(*args, **kwargs)
+
+
+def sdk_trace_name(experiment: str, slot: Slot) -> str | None:
+    """The FluxLoop trace name of a slot's calls (FluxLoop's own naming), when the target's
+    project uses the FluxLoop SDK; None otherwise."""
+    if not fluxloop_sdk.in_use():
+        return None
+    fluxloop_sdk.install()
+    name = f"{experiment}_iter{slot.iteration}"
+    return f"{name}_persona_{slot.input.persona}" if slot.input.persona else name
 
 
 @dataclass
@@ -126,6 +147,8 @@ async def run_attempt(
     async def run_blocking(fn: Callable[[], Any]) -> Any:
         return await loop.run_in_executor(pool, contextvars.copy_context().run, fn)
 
+    sdk_trace = sdk_trace_name(settings.name, slot)
+
     async def invoke(turn: dict[str, Any]) -> Any:
         values = {**base, **turn}
         if recorded is not None:
@@ -134,8 +157,8 @@ async def run_attempt(
         else:
             args, kwargs = target.arguments(values)
         if target.is_async:
-            return await _call_async(target, args, kwargs)
-        return await run_blocking(functools.partial(_call_sync, target, args, kwargs))
+            return await _call_async(target, args, kwargs, sdk_trace)
+        return await run_blocking(functools.partial(_call_sync, target, args, kwargs, sdk_trace))
 
     multi_turn = settings.multi_turn
     conversation = Conversation(multi_turn, ctx) if multi_turn is not None else None

@@ -44,8 +44,10 @@ class RunnerConfig(_Strict):
     python_path: list[str] | str | None = None
     timeout_seconds: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=0, ge=0, le=100)
-    retry_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
-    """agentledger extension: wait before the first retry, doubled for each further one."""
+    retry_backoff_seconds: float = Field(default=0.0, ge=0, le=60)
+    """agentledger extension: wait before the first retry, doubled for each further one
+    (default 0: retry at once, as FluxLoop does; model rate limits are retried by the
+    model client itself)."""
 
 
 class OutputConfig(_Strict):
@@ -199,7 +201,7 @@ class ExperimentSettings(_Strict):
     seed: int
     timeout_seconds: float | None = None
     max_retries: int = 0
-    retry_backoff_seconds: float = 0.5
+    retry_backoff_seconds: float = 0.0
     max_failures: str = "0"
     output_directory: str
     output_format: Literal["jsonl", "json"] = "jsonl"
@@ -208,6 +210,9 @@ class ExperimentSettings(_Strict):
     model: ModelSpec
     replay_args: ReplayArgsSettings | None = None
     multi_turn: MultiTurnSettings | None = None
+    fluxloop_config: dict[str, Any] = Field(default_factory=dict)
+    """The config files as FluxLoop's ``ExperimentConfig`` dumps them (summary.json's
+    ``config``), keys and secrets left out."""
 
 
 class Overrides(BaseModel):
@@ -271,7 +276,9 @@ def validate_file(model: type[M], data: dict[str, Any], path: Path) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key explains the rest ("runer:" is also a missing "runner"): report it.
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = tuple(error["loc"])
         dotted = ".".join(str(p) for p in loc)
         if error["type"] == "extra_forbidden":
@@ -431,6 +438,16 @@ def failures_allowed(max_failures: str, total: int) -> int:
     return int(max_failures)
 
 
+def _optional_file(path: Path) -> bool:
+    """Whether an optional config file is there to read; something else by that name (a
+    folder, a socket) is an error rather than silently no file."""
+    if not path.exists():
+        return False
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a file; remove it or make it a YAML file")
+    return True
+
+
 def resolve_settings(
     project_dir: Path,
     config_file: str | None,
@@ -452,13 +469,13 @@ def resolve_settings(
     project_path = project_dir / PROJECT_FILE
     project = (
         validate_file(ProjectConfig, load_yaml(project_path, "project file"), project_path)
-        if project_path.is_file()
+        if _optional_file(project_path)
         else ProjectConfig()
     )
     input_path = project_dir / INPUT_FILE
     input_config = (
         validate_file(InputConfig, load_yaml(input_path, "input file"), input_path)
-        if input_path.is_file()
+        if _optional_file(input_path)
         else InputConfig()
     )
 
@@ -473,7 +490,7 @@ def resolve_settings(
     )
     working = sim.runner.working_directory or "."
     service_context = project.metadata.get("service_context")
-    return ExperimentSettings(
+    settings = ExperimentSettings(
         name=overrides.experiment_name or sim.name or project.name or "experiment",
         description=sim.description,
         project_dir=str(project_dir),
@@ -504,3 +521,52 @@ def resolve_settings(
             else default_model(env if env is not None else {})
         ),
     )
+    view = _fluxloop_view(settings, sim, project, input_config, inputs_file, output_dir)
+    return settings.model_copy(update={"fluxloop_config": view})
+
+
+def _fluxloop_view(
+    settings: ExperimentSettings,
+    sim: SimulationConfig,
+    project: ProjectConfig,
+    inputs: InputConfig,
+    inputs_file: str,
+    output_dir: str,
+) -> dict[str, Any]:
+    """The resolved config in the shape of FluxLoop's ``ExperimentConfig.to_dict()``."""
+    module_path, _, function_name = settings.target.partition(":")
+    runner = sim.runner
+    multi_turn = sim.multi_turn.model_dump(mode="json")
+    multi_turn["supervisor"].pop("api_key", None)
+    return {
+        "name": settings.name,
+        "description": settings.description or project.description,
+        "version": project.version,
+        "iterations": settings.iterations,
+        "parallel_runs": settings.parallel,
+        "seed": settings.seed,
+        "run_delay_seconds": settings.run_delay_seconds,
+        "personas": [p.model_dump(mode="json") for p in inputs.personas],
+        "base_inputs": inputs.base_inputs,
+        "variation_strategies": inputs.variation_strategies,
+        "variation_count": inputs.variation_count,
+        "variation_temperature": inputs.variation_temperature,
+        "input_generation": inputs.input_generation,
+        "inputs_file": inputs_file,
+        "runner": {
+            "module_path": module_path,
+            "function_name": function_name,
+            "target": settings.target,
+            "working_directory": runner.working_directory,
+            "python_path": _paths(runner.python_path),
+            "timeout_seconds": settings.timeout_seconds,
+            "max_retries": runner.max_retries,
+        },
+        "replay_args": sim.replay_args.model_dump(mode="json", exclude={"secrets_from_env"}),
+        "multi_turn": multi_turn,
+        "output_directory": output_dir,
+        "save_traces": sim.save_traces,
+        "save_aggregated_metrics": sim.save_aggregated_metrics,
+        "collector_url": project.collector_url,
+        "tags": project.tags,
+    }

@@ -94,7 +94,9 @@ def build_plan(
                 f"{', '.join(settings.persona_filter)}"
             )
     personas = sorted({i.persona for i in inputs if i.persona})
+    replayed: int | None = None
     if settings.replay_args is not None and recordings is not None:
+        replayed = len(recordings)
         path = settings.replay_args.override_param_path
         inputs = [
             item.model_copy(
@@ -111,6 +113,7 @@ def build_plan(
         iterations=settings.iterations,
         personas=personas,
         total_runs=len(inputs) * settings.iterations,
+        recordings=replayed,
     )
 
 

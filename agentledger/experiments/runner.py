@@ -211,6 +211,7 @@ class ExperimentRunner:
                     record_mode=replay.mode.value if replay else RecordMode.LIVE.value,
                     workers=workers,
                     lease_seconds=lease_seconds,
+                    local_time=moment.astimezone().replace(tzinfo=None).isoformat(),
                 )
             ],
             expected_version=NO_STREAM,

@@ -144,6 +144,10 @@ def load_target(spec: str, search_paths: list[str], *, from_args: bool = False) 
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if exc.name == "fluxloop" or (exc.name or "").startswith("fluxloop."):
+            from agentledger.experiments.fluxloop_sdk import missing_sdk
+
+            raise missing_sdk(spec) from None
         if exc.name and module_name.startswith(exc.name):
             tried = ", ".join(search_paths)
             raise TargetError(

@@ -47,6 +47,8 @@ class ExperimentFold:
     replay_of: str | None = None
     record_mode: str = "live"
     output_dir: str | None = None
+    local_time: str | None = None
+    """Local wall-clock time at the start, as recorded (summary.json's ``date``)."""
     started_at: str | None = None
     completed_at: str | None = None
     interrupted_at: str | None = None
@@ -82,6 +84,7 @@ class ExperimentFold:
             self.record_mode = data.get("record_mode", "live")
             self.output_dir = data.get("output_dir")
             self.lease_seconds = data.get("lease_seconds")
+            self.local_time = data.get("local_time")
             self.started_at = ev.recorded_at
             self.first_position = ev.position
         elif ev.type == "ExperimentCompleted":
@@ -180,6 +183,18 @@ class TraceFold:
 
     def _observation(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.observations.append(data)
+
+    def _sdk_observation(self, ev: FoldableEvent, data: JsonDict) -> None:
+        record = data["observation"]
+        if not isinstance(record, dict):
+            raise TypeError("observation is not an object")
+        self.observations.append(
+            {
+                "sdk": data.get("sdk", "fluxloop"),
+                "observation": record,
+                "turn_index": data.get("turn_index"),
+            }
+        )
 
     def _turn_started(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.turns.append(
@@ -309,6 +324,7 @@ class TraceFold:
 _TRACE_HANDLERS = {
     "TraceStarted": TraceFold._started,
     "ObservationRecorded": TraceFold._observation,
+    "SdkObservationRecorded": TraceFold._sdk_observation,
     "TurnStarted": TraceFold._turn_started,
     "TurnCompleted": TraceFold._turn_completed,
     "SupervisorDecided": TraceFold._supervisor,

@@ -4,6 +4,7 @@ an output folder (not the log: it works on folders copied off another machine to
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,74 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _block(value: Any) -> str:
+    if value is None:
+        return "(no data)"
     return "```json\n" + orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n```"
 
 
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def timeline_step(obs: dict[str, Any]) -> dict[str, Any]:
+    """One observation as a timeline step, FluxLoop's fields: an SDK observation has its
+    start, end, input and output; one of ``ctx.span``/``ctx.observe`` its time and data
+    (a span's end carries its duration)."""
+    start = obs.get("start_time") or obs.get("timestamp")
+    end = obs.get("end_time")
+    begun, ended = _parse_time(start), _parse_time(end)
+    duration: Any = None
+    if begun is not None and ended is not None:
+        try:
+            duration = (ended - begun).total_seconds() * 1000
+        except TypeError:  # one time with a zone, one without
+            duration = None
+    elif isinstance(obs.get("data"), dict):
+        duration = obs["data"].get("duration_ms")
+    own = "observation_id" in obs and "input" not in obs
+    return {
+        "trace_id": obs.get("trace_id"),
+        "type": obs.get("type"),
+        "name": obs.get("name"),
+        "start_time": start,
+        "end_time": end,
+        "level": obs.get("level"),
+        "duration_ms": duration,
+        "input": obs.get("data") if own else obs.get("input"),
+        "output": obs.get("output"),
+        "raw": obs,
+    }
+
+
+def _sorted_steps(observations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    steps = [timeline_step(obs) for obs in observations]
+    return sorted(steps, key=lambda s: (str(s["start_time"] or ""), str(s["end_time"] or "")))
+
+
+def _conversation_line(entry: dict[str, Any]) -> str:
+    role = str(entry.get("role") or "unknown").capitalize()
+    metadata = entry.get("metadata") or {}
+    bits = []
+    if entry.get("source"):
+        bits.append(f"source={entry['source']}")
+    if metadata.get("actions"):
+        bits.append("actions=" + ", ".join(str(a) for a in metadata["actions"]))
+    if metadata.get("closing"):
+        bits.append("closing=true")
+    if metadata.get("persona"):
+        bits.append(f"persona={metadata['persona']}")
+    suffix = f" _({' ; '.join(bits)})_" if bits else ""
+    return f"- **{role}**: {entry.get('content') or ''}{suffix}"
+
+
 def trace_markdown(summary: dict[str, Any], observations: list[dict[str, Any]]) -> str:
-    """The readable page of one trace: front matter, summary, conversation, timeline."""
+    """The readable page of one trace, as FluxLoop's parse writes it: front matter,
+    summary, conversation, and a timeline step per observation in start order."""
     lines = [
         "---",
         f'trace_id: "{summary["trace_id"]}"',
@@ -73,26 +137,85 @@ def trace_markdown(summary: dict[str, Any], observations: list[dict[str, Any]]) 
         lines += ["### Error", _block(summary["error"]), ""]
     if summary.get("conversation"):
         lines.append("## Conversation")
-        for entry in summary["conversation"]:
-            role = str(entry.get("role") or "unknown").capitalize()
-            source = f" _(source={entry['source']})_" if entry.get("source") else ""
-            lines.append(f"- **{role}**: {entry.get('content')}{source}")
+        lines.append("")
+        lines += [_conversation_line(e) for e in summary["conversation"] if isinstance(e, dict)]
         lines.append("")
     lines.append("## Timeline")
     lines.append("")
-    for step, obs in enumerate(observations, start=1):
+    steps = _sorted_steps(observations)
+    for number, step in enumerate(steps, start=1):
+        duration = step["duration_ms"]
+        shown = f"{duration:.2f} ms" if isinstance(duration, (int, float)) else "N/A"
         lines += [
             "---",
-            f"### Step {step}: [{obs.get('type')}] {obs.get('name') or 'unknown'}",
-            f"- Time: `{obs.get('timestamp') or 'N/A'}`",
-            f"- Level: `{obs.get('level') or 'N/A'}`",
+            f"### Step {number}: [{step['type']}] {step['name'] or 'unknown'}",
+            f"- Start: `{step['start_time'] or 'N/A'}`",
+            f"- End: `{step['end_time'] or 'N/A'}`",
+            f"- Duration: `{shown}`",
+            f"- Level: `{step['level'] or 'N/A'}`",
             "",
-            _block(obs.get("data") or {}),
+            "**Input**",
+            _block(step["input"]),
+            "",
+            "**Output**",
+            _block(step["output"]),
             "",
         ]
-    if not observations:
+    if not steps:
         lines.append("(no observations recorded)")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _decoded(value: Any) -> Any:
+    """A message that is a JSON document in a string, decoded (as FluxLoop's parse does)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) >= 2 and text[0] in "{[" and text[-1] in "}]":
+            try:
+                return orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return value
+    return value
+
+
+def per_trace_record(summary: dict[str, Any], observations: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line of per_trace.jsonl, with FluxLoop's fields."""
+    conversation = [
+        {**entry, "content": _decoded(entry.get("content"))} if isinstance(entry, dict) else entry
+        for entry in summary.get("conversation") or []
+    ]
+    timeline = _sorted_steps(observations)
+    record: dict[str, Any] = {
+        "trace_id": summary.get("trace_id"),
+        "iteration": summary.get("iteration"),
+        "persona": summary.get("persona"),
+        "input": summary.get("input"),
+        "output": summary.get("output"),
+        "final_output": summary.get("output"),
+        "duration_ms": summary.get("duration_ms"),
+        "success": summary.get("success"),
+        "summary": {
+            "trace_id": summary.get("trace_id"),
+            "iteration": summary.get("iteration"),
+            "persona": summary.get("persona"),
+            "input": summary.get("input"),
+            "output": summary.get("output"),
+            "duration_ms": summary.get("duration_ms"),
+            "success": summary.get("success"),
+            "raw": summary,
+            "conversation": summary.get("conversation"),
+            "conversation_state": summary.get("conversation_state"),
+            "termination_reason": summary.get("termination_reason"),
+        },
+        "timeline": timeline,
+        "conversation": conversation,
+        "metrics": {"observation_count": len(timeline)},
+    }
+    if summary.get("conversation_state"):
+        record["conversation_state"] = summary["conversation_state"]
+    if summary.get("termination_reason"):
+        record["termination_reason"] = summary["termination_reason"]
+    return record
 
 
 def _slug(name: str) -> str:
@@ -116,18 +239,5 @@ def parse_folder(folder: Path, target: Path) -> int:
             observations = grouped.get(trace_id, [])
             name = f"{int(summary.get('iteration') or 0):02d}_{_slug(trace_id)}.md"
             (target / name).write_text(trace_markdown(summary, observations), encoding="utf-8")
-            record = {
-                "trace_id": trace_id,
-                "iteration": summary.get("iteration"),
-                "persona": summary.get("persona"),
-                "input": summary.get("input"),
-                "output": summary.get("output"),
-                "duration_ms": summary.get("duration_ms"),
-                "success": summary.get("success"),
-                "summary": summary,
-                "timeline": observations,
-                "conversation": summary.get("conversation") or [],
-                "metrics": {"observation_count": len(observations)},
-            }
-            records.write(orjson.dumps(record) + b"\n")
+            records.write(orjson.dumps(per_trace_record(summary, observations)) + b"\n")
     return len(summaries)

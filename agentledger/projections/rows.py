@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict
@@ -38,11 +39,15 @@ class TraceSummaryRow(_Row):
     attempts: int
     error: JsonDict | None = None
     """type, message and reason of a failed trace."""
-    conversation_state: str | None = None
+    conversation_state: JsonDict | None = None
+    """Multi-turn only: ``{turns: [{role, content, closing?}], metadata, context}``."""
+    conversation_status: str | None = None
+    """Multi-turn only: how the conversation ended, ``completed`` or ``terminated``."""
     termination_reason: str | None = None
     turn_count: int | None = None
     conversation: list[JsonDict] | None = None
-    """Multi-turn only: ``{turn_index, role, content, source, metadata}`` per message."""
+    """``{turn_index, role, content, source, metadata}`` per message, ``turn_index`` from 1
+    (a user message and the agent's answer share it); single-turn runs have one exchange."""
 
 
 class TraceRow(_Row):
@@ -72,8 +77,10 @@ class TraceRow(_Row):
     usage: JsonDict
     observation_count: int
     turn_count: int | None = None
-    conversation_state: str | None = None
+    conversation_state: JsonDict | None = None
+    conversation_status: str | None = None
     termination_reason: str | None = None
+    conversation: list[JsonDict] | None = None
 
 
 class ObservationRow(TypedDict):
@@ -110,35 +117,115 @@ def conversation_history(trace: TraceFold) -> list[JsonDict]:
     return history
 
 
-def _conversation(trace: TraceFold) -> list[JsonDict] | None:
+def _actions(trace: TraceFold) -> dict[int | None, list[str]]:
+    """``type:name`` of the SDK observations of each turn (None: a single-turn run), in the
+    order they started, each once."""
+    found: dict[int | None, list[tuple[str, int, str]]] = {}
+    for number, obs in enumerate(trace.observations):
+        record = obs.get("observation")
+        if record is None:
+            continue
+        action = f"{record.get('type')}:{record.get('name')}"
+        key = str(record.get("start_time") or "")
+        found.setdefault(obs.get("turn_index"), []).append((key, number, action))
+    return {
+        turn: list(dict.fromkeys(action for _, _, action in sorted(entries)))
+        for turn, entries in found.items()
+    }
+
+
+def conversation(trace: TraceFold) -> list[JsonDict]:
+    """The conversation as FluxLoop writes it: one entry per message, ``turn_index`` from 1
+    shared by a user message and the agent's answer; the supervisor's closing message
+    carries ``metadata.closing``; the agent's messages carry ``metadata.actions``."""
+    actions = _actions(trace)
     if not trace.turns:
-        return None
-    rows: list[JsonDict] = []
+        rows: list[JsonDict] = [
+            {
+                "turn_index": 1,
+                "role": "user",
+                "content": trace.input,
+                "source": "input",
+                "metadata": {},
+            }
+        ]
+        if trace.success:
+            rows.append(
+                {
+                    "turn_index": 1,
+                    "role": "assistant",
+                    "content": trace.output,
+                    "source": "agent",
+                    "metadata": {
+                        "actions": actions.get(None, []),
+                        "duration_ms": trace.duration_ms,
+                    },
+                }
+            )
+        return rows
+    rows = []
+    previous: JsonDict | None = None
     for turn in trace.turns:
         index = turn["turn_index"]
+        answered = turn.get("agent_output") is not None
+        closing = (
+            not answered
+            and previous is not None
+            and (previous.get("supervisor") or {}).get("decision") == "stop"
+        )
         rows.append(
             {
-                "turn_index": index,
+                "turn_index": index + 1,
                 "role": "user",
                 "content": turn["user_message"],
                 "source": turn.get("source", "input"),
-                "metadata": {},
+                "metadata": {"closing": True} if closing else {},
             }
         )
-        if turn.get("agent_output") is not None:
+        if answered:
             rows.append(
                 {
-                    "turn_index": index,
+                    "turn_index": index + 1,
                     "role": "assistant",
                     "content": turn["agent_output"],
                     "source": "agent",
-                    "metadata": {"duration_ms": turn.get("duration_ms")},
+                    "metadata": {
+                        "actions": actions.get(index, []),
+                        "duration_ms": turn.get("duration_ms"),
+                    },
                 }
             )
+        previous = turn
     return rows
 
 
+def conversation_state(trace: TraceFold, entries: list[JsonDict]) -> JsonDict | None:
+    """Multi-turn traces: the conversation's state object, as FluxLoop writes it."""
+    if not trace.turns:
+        return None
+    turns = []
+    for entry in entries:
+        turn: JsonDict = {"role": entry["role"], "content": entry["content"]}
+        if entry["metadata"].get("closing"):
+            turn["closing"] = True
+        turns.append(turn)
+    return {
+        "turns": turns,
+        "metadata": {
+            "status": trace.conversation_state,
+            "termination_reason": trace.termination_reason,
+            "turn_count": trace.turn_count,
+        },
+        "context": {
+            "persona": trace.persona,
+            "iteration": trace.iteration,
+            "input_index": trace.input_index,
+        },
+    }
+
+
 def trace_summary_row(trace: TraceFold) -> TraceSummaryRow:
+    entries = conversation(trace)
     return TraceSummaryRow(
         trace_id=trace.trace_id,
         iteration=trace.iteration,
@@ -151,10 +238,11 @@ def trace_summary_row(trace: TraceFold) -> TraceSummaryRow:
         status=trace.status,
         attempts=trace.attempt_count,
         error=_error_brief(trace),
-        conversation_state=trace.conversation_state,
+        conversation_state=conversation_state(trace, entries),
+        conversation_status=trace.conversation_state if trace.turns else None,
         termination_reason=trace.termination_reason,
         turn_count=trace.turn_count if trace.turns else None,
-        conversation=_conversation(trace),
+        conversation=entries,
     )
 
 
@@ -178,6 +266,7 @@ def trace_usage(trace: TraceFold) -> JsonDict:
 
 
 def trace_row(trace: TraceFold) -> TraceRow:
+    entries = conversation(trace)
     return TraceRow(
         trace_id=trace.trace_id,
         slot=trace.slot,
@@ -203,26 +292,68 @@ def trace_row(trace: TraceFold) -> TraceRow:
         usage=trace_usage(trace),
         observation_count=len(trace.observations),
         turn_count=trace.turn_count,
-        conversation_state=trace.conversation_state,
+        conversation_state=conversation_state(trace, entries),
+        conversation_status=trace.conversation_state,
         termination_reason=trace.termination_reason,
+        conversation=entries,
     )
 
 
-def observation_rows(trace: TraceFold) -> list[ObservationRow]:
-    """The trace's observations in record order (a parent's start precedes its children)."""
-    return [
-        {
-            "trace_id": trace.trace_id,
-            "type": obs["kind"],
-            "timestamp": obs["timestamp"],
-            "name": obs["name"],
-            "observation_id": obs["observation_id"],
-            "parent_id": obs.get("parent_id"),
-            "level": obs.get("level"),
-            "data": obs.get("data", {}),
-        }
-        for obs in trace.observations
-    ]
+_SDK_EXTRAS = (
+    "parent_observation_id",
+    "error",
+    "status_message",
+    "model",
+    "llm_parameters",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+)
+
+
+def _sdk_row(trace_id: str, record: JsonDict) -> JsonDict:
+    """An SDK observation as FluxLoop writes it to observations.jsonl (``trace_id`` is the
+    trace's), with the SDK's optional fields when it set them."""
+    row: JsonDict = {
+        "id": record.get("id"),
+        "type": record.get("type"),
+        "name": record.get("name"),
+        "start_time": record.get("start_time"),
+        "end_time": record.get("end_time"),
+        "input": record.get("input"),
+        "output": record.get("output"),
+        "level": record.get("level") or "info",
+        "metadata": record.get("metadata") or {},
+        "trace_id": trace_id,
+    }
+    for key in _SDK_EXTRAS:
+        if record.get(key) is not None:
+            row[key] = record[key]
+    return row
+
+
+def observation_rows(trace: TraceFold) -> list[ObservationRow | JsonDict]:
+    """The trace's observations in record order (a parent's start precedes its children;
+    an SDK observation is recorded when it ends, after its children)."""
+    rows: list[ObservationRow | JsonDict] = []
+    for obs in trace.observations:
+        record = obs.get("observation")
+        if record is not None:
+            rows.append(_sdk_row(trace.trace_id, record))
+            continue
+        rows.append(
+            {
+                "trace_id": trace.trace_id,
+                "type": obs["kind"],
+                "timestamp": obs["timestamp"],
+                "name": obs["name"],
+                "observation_id": obs["observation_id"],
+                "parent_id": obs.get("parent_id"),
+                "level": obs.get("level"),
+                "data": obs.get("data", {}),
+            }
+        )
+    return rows
 
 
 # --- summary -------------------------------------------------------------------------------
@@ -262,6 +393,15 @@ def _avg_ms(total_us: int, count: int) -> float:
     return round(total_us / count / 1000, 3) if count else 0.0
 
 
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds from one recorded time to another (None until the experiment completes)."""
+    if not start or not end:
+        return None
+    begun = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    ended = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    return round((ended - begun).total_seconds(), 3)
+
+
 def _percentile(ordered: list[int], fraction: float) -> float:
     """Nearest-rank percentile of sorted microsecond values, in milliseconds."""
     if not ordered:
@@ -282,6 +422,8 @@ class SummaryAccumulator:
     error_types: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     usage: Counter[str] = field(default_factory=Counter)
+    errors: list[JsonDict] = field(default_factory=list)
+    """errors.json: ``{iteration, persona, input, error}`` per failed trace, plan order."""
 
     def add(self, trace: TraceFold) -> None:
         duration_us = round(trace.duration_ms * 1000)
@@ -297,6 +439,14 @@ class SummaryAccumulator:
         if trace.error is not None:
             self.error_types[trace.error["type"]] += 1
             self.reasons[trace.error["reason"]] += 1
+            self.errors.append(
+                {
+                    "iteration": trace.iteration,
+                    "persona": trace.persona,
+                    "input": trace.input,
+                    "error": trace.error["message"],
+                }
+            )
         self.usage.update(trace_usage(trace))
 
     def merge(self, later: SummaryAccumulator) -> None:
@@ -315,6 +465,7 @@ class SummaryAccumulator:
         self.error_types.update(later.error_types)
         self.reasons.update(later.reasons)
         self.usage.update(later.usage)
+        self.errors += later.errors
 
 
 def summary_document(experiment: ExperimentFold, acc: SummaryAccumulator) -> JsonDict:
@@ -323,7 +474,20 @@ def summary_document(experiment: ExperimentFold, acc: SummaryAccumulator) -> Jso
     ordered = sorted(acc.durations_us)
     running = experiment.total_runs - total if experiment.status == "running" else 0
     usage = acc.usage
+    config = dict(experiment.config)
+    fluxloop_config = config.pop("fluxloop_config", None)
     document = {
+        "name": experiment.name,
+        "date": experiment.local_time or experiment.started_at,
+        "config": fluxloop_config or config,
+        "results": {
+            "total_runs": total,
+            "successful": acc.successful,
+            "failed": acc.failed,
+            "success_rate": _rate(acc.successful, total),
+            "avg_duration_ms": _avg_ms(sum(ordered), total),
+            "duration_seconds": _seconds_between(experiment.started_at, experiment.completed_at),
+        },
         "experiment_id": experiment.experiment_id,
         "experiment_name": experiment.name,
         "total_traces": total,
@@ -333,7 +497,7 @@ def summary_document(experiment: ExperimentFold, acc: SummaryAccumulator) -> Jso
         "avg_duration_ms": _avg_ms(sum(ordered), total),
         "started_at": experiment.started_at,
         "completed_at": experiment.completed_at,
-        "config_snapshot": experiment.config,
+        "config_snapshot": config,
         "status": experiment.status,
         "planned_runs": experiment.total_runs,
         "pending_runs": running,

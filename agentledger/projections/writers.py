@@ -48,7 +48,8 @@ CONFIG = "config.yaml"
 TRANSCRIPTS = "transcripts"
 _STOP_WAIT_S = 10.0
 """How long a writer process gets to stop after an interrupt before it is killed."""
-_MULTI_TURN_ONLY = ("conversation_state", "termination_reason", "turn_count", "conversation")
+ERRORS = "errors.json"
+_MULTI_TURN_ONLY = ("conversation_state", "conversation_status", "termination_reason", "turn_count")
 
 
 _TEMPORARY = re.compile(r"^\..+\.(?:tmp|part\d+)-(\d+)$")
@@ -242,6 +243,12 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
         handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
     write_summary(folder, report.experiment, sink.acc)
     files = [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"]
+    if sink.acc.errors:
+        with atomic_file(folder / ERRORS) as handle:
+            handle.write(orjson.dumps(sink.acc.errors, option=orjson.OPT_INDENT_2) + b"\n")
+        files.append(ERRORS)
+    else:
+        (folder / ERRORS).unlink(missing_ok=True)  # from a build before the failures were retried
     return WrittenReport(folder, files, sink.traces, len(report.parts) if parallel else 1)
 
 

@@ -64,11 +64,17 @@ def test_scripted_supervisor_plays_its_questions_within_max_turns(
     result = agentledger("run", "experiment", "--yes", cwd=project)
     assert result.returncode == 0, result.stderr
     row = read_jsonl(output_folder(result) / "trace_summary.jsonl")[0]
-    assert (row["turn_count"], row["termination_reason"], row["conversation_state"]) == (
+    assert (row["turn_count"], row["termination_reason"], row["conversation_status"]) == (
         turns,
         reason,
         state,
     )
+    assert row["conversation_state"]["metadata"]["status"] == state
+    assert row["conversation_state"]["turns"] == [
+        {key: m[key] for key in ("role", "content")}
+        | ({"closing": True} if m["metadata"].get("closing") else {})
+        for m in row["conversation"]
+    ]
     users = [m["content"] for m in row["conversation"] if m["role"] == "user"]
     expected = ["hello", *questions[: turns - 1]]
     if reason == "script_complete":
@@ -97,7 +103,37 @@ def test_flags_override_the_config(tmp_path: Path) -> None:
     row = read_jsonl(output_folder(result) / "trace_summary.jsonl")[0]
     assert (row["turn_count"], row["termination_reason"]) == (2, "max_turns")
     single = agentledger("run", "experiment", "--yes", "--no-multi-turn", cwd=project)
-    assert "turn_count" not in read_jsonl(output_folder(single) / "trace_summary.jsonl")[0]
+    single_row = read_jsonl(output_folder(single) / "trace_summary.jsonl")[0]
+    assert "turn_count" not in single_row and "conversation_state" not in single_row
+    assert [m["turn_index"] for m in single_row["conversation"]] == [1, 1]
+
+
+def test_conversation_entries_read_like_fluxloops(tmp_path: Path) -> None:
+    """turn_index from 1 shared by a question and its answer; the supervisor's closing
+    message marked and last; sources input, agent, supervisor."""
+    project = make_project(
+        tmp_path / "proj",
+        agent=CONVERSING_AGENT,
+        inputs=ONE_INPUT,
+        iterations=1,
+        simulation=multi_turn(max_turns=5, supervisor=mock_supervisor(["and then?"])),
+    )
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 0, result.stderr
+    row = read_jsonl(output_folder(result) / "traces.jsonl")[0]
+    shape = [(m["turn_index"], m["role"], m["source"]) for m in row["conversation"]]
+    assert shape == [
+        (1, "user", "input"),
+        (1, "assistant", "agent"),
+        (2, "user", "supervisor"),
+        (2, "assistant", "agent"),
+        (3, "user", "supervisor"),
+    ]
+    assert row["conversation"][-1]["metadata"] == {"closing": True}
+    assert [m["metadata"].get("closing") for m in row["conversation"][:-1]] == [None] * 4
+    assert row["conversation"][1]["metadata"]["actions"] == []
+    assert row["termination_reason"] == "script_complete"
+    assert row["conversation_state"]["context"]["persona"] == "novice"
 
 
 def test_an_agent_error_ends_the_conversation_with_reason_error(tmp_path: Path) -> None:
@@ -118,7 +154,8 @@ def test_an_agent_error_ends_the_conversation_with_reason_error(tmp_path: Path) 
     assert result.returncode == 1
     row = read_jsonl(output_folder(result) / "trace_summary.jsonl")[0]
     assert (row["success"], row["termination_reason"], row["turn_count"]) == (False, "error", 1)
-    assert row["conversation_state"] == "terminated"
+    assert row["conversation_status"] == "terminated"
+    assert row["conversation_state"]["metadata"]["termination_reason"] == "error"
 
 
 def decision(kind: str, reason: str, message: str = "", closing: str = "") -> str:
