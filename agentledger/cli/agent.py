@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 @click.option(
     "--log-level",
     type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
-    help="How much the library logs to stderr (as the global --log-level) [default: info].",
+    help="How much the library logs to stderr [default: the global --log-level].",
 )
 @click.option(
     "--aigne-hub-url",
