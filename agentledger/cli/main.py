@@ -15,6 +15,7 @@ from agentledger.cli import (
     db,
     events,
     experiments,
+    generate,
     init,
     parse,
     replay,
@@ -86,6 +87,7 @@ cli.add_command(experiments.traces)
 cli.add_command(experiments.transcript)
 cli.add_command(sessions.sessions)
 cli.add_command(parse.parse)
+cli.add_command(generate.generate)
 cli.add_command(events.events)
 cli.add_command(verify.verify)
 cli.add_command(verify.checkpoint)

@@ -150,6 +150,8 @@ class ExperimentStarted(Payload):
     local_time: str | None = None
     """Local wall-clock time of the start (ISO 8601, no offset, as FluxLoop writes its
     ``date``): taken once here so that reports rebuild to the same bytes anywhere."""
+    inputs_generation: str | None = None
+    """The generation (``agentledger generate inputs``) its inputs file came from, if any."""
 
 
 class TraceSeal(BaseModel):

@@ -197,6 +197,8 @@ class ExperimentRunner:
         if lease_seconds is not None:
             numbers = (slot.number for slot in iter_slots(experiment_id, prepared.plan))
             SlotBoard(self._store).create(experiment_id, numbers)
+        from agentledger.generation.inputsfile import recorded_generation
+
         self._store.append(
             experiment_stream(experiment_id),
             [
@@ -212,6 +214,7 @@ class ExperimentRunner:
                     workers=workers,
                     lease_seconds=lease_seconds,
                     local_time=moment.astimezone().replace(tzinfo=None).isoformat(),
+                    inputs_generation=recorded_generation(Path(settings.inputs_file)),
                 )
             ],
             expected_version=NO_STREAM,

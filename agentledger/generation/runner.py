@@ -1,0 +1,340 @@
+"""Running a generation: every call through the recorded gateway, the file from the log.
+
+``generate`` appends ``InputsGenerationStarted`` to a new stream ``generation-<id>``,
+makes one chat call per planned item (at most ``parallel`` in flight, on one event loop)
+through a recorded ``openai`` client, so each call's ``ModelCallStarted`` / ``Completed``
+/ ``Failed`` land in that stream, then records per item ``InputGenerated`` (the reply
+text, trimmed) or ``InputGenerationFailed``. Once every call is done it reads the stream
+back, folds it into the inputs file (plan order, empty and duplicate inputs dropped),
+records ``InputsGenerationCompleted`` with the counts and writes the file atomically, only
+if at least one input is left. ``rewrite`` writes the same file again from the log,
+offline: the same events give the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentledger.events.generation import (
+    InputGenerated,
+    InputGenerationFailed,
+    InputsGenerationCompleted,
+    InputsGenerationInterrupted,
+    InputsGenerationStarted,
+    generation_stream,
+)
+from agentledger.eventstore.envelope import utc_now
+from agentledger.eventstore.store import NO_STREAM, EventStore
+from agentledger.generation.config import GenerationSettings
+from agentledger.generation.errors import (
+    GenerationError,
+    OutputExistsError,
+    UnknownGenerationError,
+)
+from agentledger.generation.inputsfile import (
+    GenerationView,
+    fold_generation,
+    recorded_generation,
+    render,
+)
+from agentledger.generation.mock import GenerationGateway, VariationModel
+from agentledger.generation.plan import GenerationItem, build_plan, request
+from agentledger.models.specs import MOCK_API_KEY, MOCK_BASE_URL, Endpoint, endpoint
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from agentledger.experiments.context import RunContext
+
+_QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """How a generation went: its id, what its events say, and whether the file was written."""
+
+    generation_id: str
+    view: GenerationView
+    output: Path
+    written: bool
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Refuse to replace an existing inputs file unless asked to."""
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it, or -o FILE")
+    if path.is_dir():
+        raise OutputExistsError(f"{path} is a directory; -o must name a file")
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(text.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def model_endpoint(
+    settings: GenerationSettings, env: Mapping[str, str], api_key: str | None
+) -> Endpoint:
+    """Where the model is reached; a real provider without a key fails here, before any
+    event is written."""
+    if settings.model.provider == "mock":
+        return Endpoint(base_url=MOCK_BASE_URL, api_key=MOCK_API_KEY)
+    return endpoint(settings.model, env, api_key=api_key)
+
+
+def trim_reply(text: str) -> str:
+    """A reply as an input: whitespace trimmed, and one pair of quotes wrapping it all."""
+    text = text.strip()
+    if len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
+        inner = text[1:-1]
+        if text[0] not in inner:
+            text = inner.strip()
+    return text
+
+
+def _reply_text(response: Any) -> str:
+    """The text of a chat completion; a reply without one raises ``ValueError``."""
+    choices = getattr(response, "choices", None) or []
+    if not choices:
+        raise ValueError("the reply has no choices")
+    message = choices[0].message
+    content = getattr(message, "content", None)
+    if not isinstance(content, str):
+        reason = getattr(choices[0], "finish_reason", None)
+        what = "tool calls" if getattr(message, "tool_calls", None) else "no text"
+        raise ValueError(f"the reply holds {what} (finish_reason {reason})")
+    return content
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    status = getattr(exc, "status_code", None)
+    kind = f"HTTP{status}" if isinstance(status, int) else type(exc).__name__
+    message = str(getattr(exc, "message", None) or exc) or kind
+    return kind, message.splitlines()[0][:500]
+
+
+class _Calls:
+    """The planned calls of one generation, made on one event loop."""
+
+    def __init__(
+        self,
+        settings: GenerationSettings,
+        context: RunContext,
+        client: AsyncOpenAI,
+        on_done: Callable[[int, bool], None] | None,
+    ) -> None:
+        self._settings = settings
+        self._context = context
+        self._client = client
+        self._on_done = on_done
+        self.finished = 0
+
+    async def run(self, items: list[GenerationItem]) -> None:
+        limit = asyncio.Semaphore(self._settings.parallel)
+
+        async def one(item: GenerationItem) -> None:
+            async with limit:
+                await self._call(item)
+
+        await asyncio.gather(*(one(item) for item in items))
+
+    async def _call(self, item: GenerationItem) -> None:
+        index = item.planned.index
+        try:
+            response = await self._client.chat.completions.create(
+                **request(self._settings, item), timeout=self._settings.request_timeout
+            )
+            text = trim_reply(_reply_text(response))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failed call is recorded; the others go on
+            kind, message = _failure(exc)
+            if isinstance(exc, ValueError):
+                kind = "NoText"
+            self._context.record_event(
+                InputGenerationFailed(index=index, error_type=kind, error_message=message)
+            )
+            self._done(index, False)
+            return
+        self._context.record_event(InputGenerated(index=index, input=text))
+        self._done(index, True)
+
+    def _done(self, index: int, ok: bool) -> None:
+        self.finished += 1
+        if self._on_done is not None:
+            self._on_done(index, ok)
+
+
+def plan_items(settings: GenerationSettings) -> list[GenerationItem]:
+    """The planned calls (what ``--dry-run`` shows)."""
+    return build_plan(settings)
+
+
+def generate(
+    settings: GenerationSettings,
+    store: EventStore,
+    env: Mapping[str, str],
+    *,
+    api_key: str | None = None,
+    overwrite: bool = False,
+    on_start: Callable[[str, int], None] | None = None,
+    on_done: Callable[[int, bool], None] | None = None,
+) -> GenerationResult:
+    """Run a generation (see the module docstring); ``on_start(id, planned)`` and
+    ``on_done(index, ok)`` report progress. The file is written only when at least one
+    input is left; the caller judges failures from ``result.view``."""
+    from agentledger.experiments.context import RunContext, TraceRecorder
+    from agentledger.experiments.writer import BatchWriter
+
+    output = Path(settings.output)
+    check_output(output, overwrite)
+    items = build_plan(settings)
+    if not items:
+        raise GenerationError("the plan is empty: no base input to vary")
+    model = model_endpoint(settings, env, api_key)
+    mock = (
+        VariationModel(items, settings.strategy_prompts)
+        if settings.model.provider == "mock"
+        else None
+    )
+    gateway = GenerationGateway(settings.model, model, store.redactor, mock)
+    generation_id = uuid.uuid4().hex[:12]
+    stream = generation_stream(generation_id)
+    metadata = {"correlation_id": generation_id}
+    store.append(
+        stream,
+        [
+            InputsGenerationStarted(
+                generation_id=generation_id,
+                settings=settings.model_dump(mode="json"),
+                plan=[item.planned for item in items],
+                output=str(output),
+                started_at=utc_now(),
+            )
+        ],
+        expected_version=NO_STREAM,
+        metadata=metadata,
+    )
+    if on_start is not None:
+        on_start(generation_id, len(items))
+    writer = BatchWriter(store)
+    recorder = TraceRecorder(writer, stream, version=1, metadata=metadata)
+    context = RunContext(
+        recorder,
+        trace_id=generation_id,
+        experiment_id=None,
+        input="",
+        persona=None,
+        iteration=0,
+        metadata={},
+        seed=0,
+        gateway=gateway,
+    )
+    calls = _Calls(settings, context, gateway.async_client(), on_done)
+
+    async def run_all() -> None:
+        token = context.activate()  # the recording transport finds the stream through it
+        try:
+            await calls.run(items)
+        finally:
+            RunContext.deactivate(token)
+            await gateway.aclose()
+
+    try:
+        asyncio.run(run_all())
+    except BaseException as exc:
+        writer.close()
+        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
+        store.append(
+            stream,
+            [
+                InputsGenerationInterrupted(
+                    generation_id=generation_id, reason=reason, finished=calls.finished
+                )
+            ],
+            expected_version=recorder.version,
+            metadata=metadata,
+        )
+        raise
+    writer.close()
+    view = _view(store, generation_id)
+    store.append(
+        stream,
+        [
+            InputsGenerationCompleted(
+                generation_id=generation_id,
+                planned=view.planned,
+                generated=len(view.entries),
+                failed=view.failed,
+                duplicates=view.duplicates,
+                empty=view.empty,
+            )
+        ],
+        expected_version=recorder.version,
+        metadata=metadata,
+    )
+    view.completed = True
+    if view.entries:
+        write_file(output, render(view))
+    return GenerationResult(generation_id, view, output, bool(view.entries))
+
+
+def _view(store: EventStore, generation_id: str) -> GenerationView:
+    view = fold_generation(store.read_stream(generation_stream(generation_id)))
+    if view is None:
+        raise UnknownGenerationError(
+            f"no generation {generation_id!r} in store {store.location.display()}; the id is "
+            "printed by `agentledger generate inputs` and kept in the file's generation_config"
+        )
+    return view
+
+
+def resolve_generation(reference: str) -> str:
+    """A generation id, or the id an inputs file names in its ``generation_config``."""
+    path = Path(reference)
+    if path.is_file():
+        found = recorded_generation(path)
+        if found is None:
+            raise UnknownGenerationError(
+                f"{path} names no generation (no generation_config.generation_id); pass "
+                "the generation id"
+            )
+        return found
+    return reference
+
+
+def rewrite(
+    store: EventStore, reference: str, *, output: Path | None = None, overwrite: bool = False
+) -> GenerationResult:
+    """Write a completed generation's inputs file again from the log (to ``output``, else
+    where it was written), byte for byte; no model is called."""
+    generation_id = resolve_generation(reference)
+    view = _view(store, generation_id)
+    if not view.completed:
+        state = "was interrupted" if view.interrupted else "has not completed"
+        raise GenerationError(
+            f"generation {generation_id} {state} ({view.planned - view.pending} of "
+            f"{view.planned} calls finished); run `agentledger generate inputs` again"
+        )
+    if not view.entries:
+        raise GenerationError(
+            f"generation {generation_id} left no input ({view.failed} failed, "
+            f"{view.empty} empty, {view.duplicates} duplicates): no file to write"
+        )
+    target = output or Path(view.started.output)
+    check_output(target, overwrite)
+    write_file(target, render(view))
+    return GenerationResult(generation_id, view, target, True)
