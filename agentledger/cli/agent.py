@@ -225,8 +225,13 @@ def _agent_model(
     frequency_penalty: float | None,
 ) -> ModelSpec:
     """The agent's model, else the project's, else the default; flags override it."""
-    from agentledger.models.specs import default_model, parse_model
+    from agentledger.models.specs import DEFAULT_OPENAI_MODEL, default_model, parse_model
 
+    # AIGNE's --model takes a provider alone, meaning its default model (anthropic has
+    # none: it is refused asking for provider:model).
+    defaults = {"openai": DEFAULT_OPENAI_MODEL, "mock": "echo"}
+    if model_flag and model_flag.strip() in defaults:
+        model_flag = f"{model_flag.strip()}:{defaults[model_flag.strip()]}"
     model = (
         parse_model(model_flag)
         if model_flag

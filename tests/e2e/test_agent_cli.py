@@ -714,3 +714,22 @@ def test_an_input_file_that_is_a_directory_is_a_one_line_error(project: Path) ->
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.endswith("inputs is a directory; name a file")
+
+
+def test_model_flag_takes_a_provider_alone_as_aigne_does(project: Path) -> None:
+    with ModelServer() as server:
+        result = run_agent(
+            project,
+            "chat",
+            "--model",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "-i",
+            "hi",
+            OPENAI_API_KEY="sk-test-provider-key",
+        )
+        assert result.returncode == 0, result.stderr
+        assert server.requests[0].body["model"] == "gpt-4o-mini"
+    refused = run_agent(project, "chat", "--model", "anthropic", "-i", "hi")
+    assert refused.returncode == 2 and "must be provider:model" in refused.stderr
