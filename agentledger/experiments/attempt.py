@@ -27,6 +27,7 @@ from agentledger.experiments.supervisor import Supervisor
 from agentledger.experiments.targets import Target
 from agentledger.replay.args import fill_masked
 from agentledger.replay.book import RecordMode
+from agentledger.replay.callables import Collector, collected_output, restore_callables
 
 if TYPE_CHECKING:
     from agentledger.experiments.prepare import PreparedExperiment
@@ -151,14 +152,19 @@ async def run_attempt(
 
     async def invoke(turn: dict[str, Any]) -> Any:
         values = {**base, **turn}
+        collectors: list[Collector] = []
         if recorded is not None:
             args: list[Any] = []
-            kwargs = target.replay_arguments(recorded, values)
+            restored, collectors = restore_callables(recorded, prepared.argument_callables)
+            kwargs = target.replay_arguments(restored, values)
         else:
             args, kwargs = target.arguments(values)
         if target.is_async:
-            return await _call_async(target, args, kwargs, sdk_trace)
-        return await run_blocking(functools.partial(_call_sync, target, args, kwargs, sdk_trace))
+            output = await _call_async(target, args, kwargs, sdk_trace)
+        else:
+            call = functools.partial(_call_sync, target, args, kwargs, sdk_trace)
+            output = await run_blocking(call)
+        return collected_output(output, collectors)
 
     multi_turn = settings.multi_turn
     conversation = Conversation(multi_turn, ctx) if multi_turn is not None else None

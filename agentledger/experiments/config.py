@@ -63,6 +63,9 @@ class ReplayArgsConfig(_Strict):
     secrets_from_env: dict[str, str] = Field(default_factory=dict)
     """agentledger extension: argument path -> environment variable holding the value of an
     argument recorded masked (default ``AGENTLEDGER_ARG_<PATH>``)."""
+    callable_providers: dict[str, str] = Field(default_factory=dict)
+    """Argument path -> what to call for an argument recorded as a callable placeholder:
+    ``builtin:collector.send``, ``builtin:collector.error`` or ``module:function``."""
 
 
 class ReplayArgsSettings(_Strict):
@@ -71,6 +74,7 @@ class ReplayArgsSettings(_Strict):
     recording_file: str | None = None
     override_param_path: str
     secrets_from_env: dict[str, str] = Field(default_factory=dict)
+    callable_providers: dict[str, str] = Field(default_factory=dict)
 
 
 class SupervisorMetadata(_Strict):
@@ -414,6 +418,7 @@ def _replay_args(
         recording_file=recording,
         override_param_path=config.override_param_path,
         secrets_from_env=config.secrets_from_env,
+        callable_providers=config.callable_providers,
     )
 
 

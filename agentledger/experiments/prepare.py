@@ -15,6 +15,7 @@ from agentledger.experiments.plan import build_plan, resupply_masked
 from agentledger.experiments.targets import Target, load_target
 from agentledger.models.specs import Endpoint, key_variable, resolve_endpoint
 from agentledger.replay.args import argument_recordings, argument_secrets, check_parameters
+from agentledger.replay.callables import Provider, argument_callables
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class PreparedExperiment:
     """Values of arguments recorded masked (argument replay); never recorded."""
     supervisor_endpoint: Endpoint | None = None
     """Where an LLM supervisor's model is reached (multi-turn)."""
+    argument_callables: dict[str, Provider] = field(default_factory=dict)
+    """What to call for arguments recorded as callable placeholders (argument replay)."""
 
 
 def load_experiment_target(settings: ExperimentSettings) -> Target:
@@ -61,7 +64,10 @@ def prepare(
         check_parameters(target.fn, recordings, settings.target)
     secrets = argument_secrets(settings, plan, env)
     supervisor = supervisor_endpoint(settings, env, offline=offline, api_key=supervisor_api_key)
-    return PreparedExperiment(settings, plan, target, model_endpoint, secrets, supervisor)
+    callables = argument_callables(settings, plan)
+    return PreparedExperiment(
+        settings, plan, target, model_endpoint, secrets, supervisor, callables
+    )
 
 
 def prepare_recorded(
@@ -75,13 +81,15 @@ def prepare_recorded(
     """An experiment prepared from recorded settings and plan (resume, replay, workers):
     secrets the log masked in the inputs are read again from the inputs file."""
     plan = resupply_masked(plan, settings.inputs_file)
+    target = load_experiment_target(settings)
     return PreparedExperiment(
         settings,
         plan,
-        load_experiment_target(settings),
+        target,
         resolve_endpoint(settings.model, env, offline=offline),
         argument_secrets(settings, plan, env),
         supervisor_endpoint(settings, env, offline=offline, api_key=supervisor_api_key),
+        argument_callables(settings, plan),
     )
 
 

@@ -142,3 +142,84 @@ def test_arguments_recorded_in_production_are_replayed_from_the_store(tmp_path: 
     assert result.returncode == 0, result.stderr
     rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
     assert [r["output"] for r in rows][:2] == ["first question|cat|True", "first question|dan|True"]
+
+
+CALLBACK_AGENT = """
+def handle(data, send_callback, on_error, ctx):
+    if "bad" in data["content"]:
+        on_error("cannot: " + data["content"])
+        return "failed softly"
+    send_callback({"text": "re: " + data["content"]})
+"""
+
+
+def callback_project(tmp_path: Path, providers: dict[str, str] | None) -> Path:
+    project = make_project(
+        tmp_path / "proj",
+        agent=CALLBACK_AGENT,
+        iterations=1,
+        inputs=[{"input": "good question"}, {"input": "bad question"}],
+        simulation={
+            "runner": {"target": "agent:handle"},
+            "replay_args": {
+                "enabled": True,
+                "recording_file": "recordings/args.jsonl",
+                "override_param_path": "data.content",
+                **({"callable_providers": providers} if providers is not None else {}),
+            },
+        },
+    )
+    (project / "hooks.py").write_text(
+        "ERRORS = []\n\ndef report(message):\n    ERRORS.append(message)\n"
+    )
+    (project / "recordings").mkdir()
+    line = {
+        "_version": "1",
+        "iteration": 0,
+        "target": "agent:handle",
+        "kwargs": {
+            "data": {"content": "recorded"},
+            "send_callback": "<builtin:collector.send>",
+            "on_error": "<callable:report>",
+        },
+        "timestamp": "2026-11-20T10:00:00Z",
+    }
+    (project / "recordings" / "args.jsonl").write_bytes(orjson.dumps(line) + b"\n")
+    return project
+
+
+def test_recorded_callbacks_are_restored_and_collected(tmp_path: Path) -> None:
+    project = callback_project(tmp_path, {"on_error": "builtin:collector.error"})
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 0, result.stderr
+    folder = output_folder(result)
+    rows = read_jsonl(folder / "trace_summary.jsonl")
+    # A target that answers through its send callback answers with what it sent.
+    assert [r["output"] for r in rows] == [{"text": "re: good question"}, "failed softly"]
+    logged = [(o["name"], o["level"], o["data"]) for o in read_jsonl(folder / "observations.jsonl")]
+    assert logged == [
+        ("collector.send", "info", {"argument": "send_callback", "value": {"text": "re: good question"}}),
+        ("collector.error", "error", {"argument": "on_error", "value": "cannot: bad question"}),
+    ]  # fmt: skip
+    replay = agentledger("replay", experiment_id(result), cwd=project)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+
+
+def test_a_callable_provider_may_be_a_project_function(tmp_path: Path) -> None:
+    project = callback_project(tmp_path, {"on_error": "hooks:report"})
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_recorded_callable_without_a_provider_stops_before_any_run(tmp_path: Path) -> None:
+    project = callback_project(tmp_path, None)
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: recorded argument 'on_error' is a callable (<callable:report>); name what to "
+        "call instead in replay_args.callable_providers, e.g. on_error: builtin:collector.send"
+    )
+    bad = callback_project(tmp_path / "other", {"on_error": "hooks:missing"})
+    result = agentledger("run", "experiment", "--yes", cwd=bad)
+    assert result.returncode == 2
+    assert "replay_args.callable_providers.on_error: cannot import hooks:missing" in result.stderr
