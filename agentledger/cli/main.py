@@ -13,6 +13,7 @@ import click
 from agentledger.cli import (
     agent,
     db,
+    evaluate,
     events,
     experiments,
     generate,
@@ -81,6 +82,7 @@ cli.add_command(run.run)
 cli.add_command(worker.worker)
 cli.add_command(replay.replay)
 cli.add_command(replay.diff)
+cli.add_command(evaluate.evaluate)
 cli.add_command(report.report)
 cli.add_command(experiments.experiments)
 cli.add_command(experiments.traces)

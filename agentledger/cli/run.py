@@ -121,6 +121,13 @@ def run() -> None:
     help="With --workers: how long a worker's claim on a slot holds if it stops "
     "renewing it (dies); then another worker takes the slot over [default: 30].",
 )
+@click.option(
+    "--evaluate",
+    "evaluate_after",
+    is_flag=True,
+    help="When it ends, score it with configs/evaluation.yaml as `agentledger evaluate` "
+    "does; exit 1 when its success_criteria fail.",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (CI).")
 @pass_state
 def experiment(
@@ -148,6 +155,7 @@ def experiment(
     record_mode: str,
     workers: int | None,
     lease_seconds: float | None,
+    evaluate_after: bool,
     yes: bool,
 ) -> None:
     """Run every input x iteration of a simulation experiment against the target.
@@ -195,6 +203,11 @@ def experiment(
         raise UserError("--lease-seconds is the lease of worker processes; add --workers N")
     project_dir = find_project_dir(project, root, Path.cwd())
     store = state.store_location(project_dir)
+    evaluation = None
+    if evaluate_after:
+        from agentledger.cli.evaluate import PlannedEvaluation
+
+        evaluation = PlannedEvaluation(project_dir, store)  # a bad config fails before any run
     display = ProgressDisplay(interactive=sys.stderr.isatty())
     try:
         if resume:
@@ -244,7 +257,10 @@ def experiment(
     finally:
         display.close()
     print_result(result)
+    passed = evaluation.run(result.experiment_id) if evaluation is not None else True
     _check_failures(result, allowed)
+    if not passed:
+        click.get_current_context().exit(EXIT_FAILED_BAR)
 
 
 def _show_plan(

@@ -1,0 +1,181 @@
+"""Rule-based evaluators: FluxLoop's checks, applied to one trace, deterministic and fast.
+
+Each check returns a ``RuleOutcome`` (passed, a score of 1 or 0, or the measured ratio
+for ``similarity``, and what was found). An evaluator's score is the mean of its rules'
+scores; it passes when every rule passes. A target that is not in the trace fails the
+rule, saying which path was missing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from agentledger.evaluation.config import (
+    ContainsRule,
+    EqualsRule,
+    JsonSchemaRule,
+    LatencyUnderRule,
+    MatchesRegexRule,
+    RuleEvaluator,
+    SimilarityRule,
+    TokenUsageUnderRule,
+    _Rule,
+)
+from agentledger.evaluation.jsonschema import first_error
+from agentledger.evaluation.traces import MISSING, TraceView, _parsed, as_text
+from agentledger.events.evaluation import MetricScore, RuleOutcome
+
+
+def _outcome(
+    rule: _Rule, passed: bool, detail: str = "", score: float | None = None
+) -> RuleOutcome:
+    value = (1.0 if passed else 0.0) if score is None else score
+    return RuleOutcome(check=rule.check, passed=passed, score=value, detail=detail)
+
+
+def _target(rule: _Rule, trace: TraceView) -> Any:
+    return trace.value(rule.target)
+
+
+def _missing(rule: _Rule, path: str) -> RuleOutcome:
+    return _outcome(rule, False, f"{path}: not in the trace")
+
+
+def _not_empty(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    value = _target(rule, trace)
+    if value is MISSING:
+        return _missing(rule, rule.target)
+    return _outcome(rule, bool(as_text(value).strip()), "" if as_text(value).strip() else "empty")
+
+
+def _contains(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    assert isinstance(rule, ContainsRule)
+    value = _target(rule, trace)
+    if value is MISSING:
+        return _missing(rule, rule.target)
+    text = as_text(value)
+    if not rule.case_sensitive:
+        text = text.casefold()
+    found = [k for k in rule.keywords if (k if rule.case_sensitive else k.casefold()) in text]
+    if rule.check == "not_contains":
+        return _outcome(rule, not found, f"found {found[0]!r}" if found else "")
+    missing = [k for k in rule.keywords if k not in found]
+    passed = bool(found) if rule.match == "any" else not missing
+    return _outcome(rule, passed, "" if passed else f"missing {missing[0]!r}")
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
+    return re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
+
+
+def _regex(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    assert isinstance(rule, MatchesRegexRule)
+    value = _target(rule, trace)
+    if value is MISSING:
+        return _missing(rule, rule.target)
+    passed = _compiled(rule.pattern, rule.case_sensitive).search(as_text(value)) is not None
+    return _outcome(rule, passed, "" if passed else f"no match for {rule.pattern!r}")
+
+
+def _latency(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    assert isinstance(rule, LatencyUnderRule)
+    took = trace.latency_ms
+    return _outcome(rule, took <= rule.budget_ms, f"{took:g} ms of {rule.budget_ms:g}")
+
+
+def _tokens(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    assert isinstance(rule, TokenUsageUnderRule)
+    usage = trace.usage
+    for key, limit in (
+        ("total_tokens", rule.max_total_tokens),
+        ("prompt_tokens", rule.max_prompt_tokens),
+        ("completion_tokens", rule.max_completion_tokens),
+    ):
+        if limit is not None and usage[key] > limit:
+            return _outcome(rule, False, f"{key} {usage[key]} over {limit}")
+    return _outcome(rule, True, f"total_tokens {usage['total_tokens']}")
+
+
+def _similarity(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    assert isinstance(rule, SimilarityRule)
+    value = _target(rule, trace)
+    expected = trace.value(rule.expected_path)
+    if value is MISSING:
+        return _missing(rule, rule.target)
+    if expected is MISSING:
+        return _missing(rule, rule.expected_path)
+    ratio = round(difflib.SequenceMatcher(None, as_text(value), as_text(expected)).ratio(), 6)
+    return _outcome(rule, ratio >= rule.threshold, f"similarity {ratio:.3f}", ratio)
+
+
+def _success(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    error = trace.trace.error or {}
+    return _outcome(
+        rule, trace.trace.success, "" if trace.trace.success else str(error.get("type"))
+    )
+
+
+def _json_schema(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    assert isinstance(rule, JsonSchemaRule)
+    value = _target(rule, trace)
+    if value is MISSING:
+        return _missing(rule, rule.target)
+    value = _parsed(value)
+    problem = first_error(value, rule.json_schema)
+    return _outcome(rule, problem is None, problem or "")
+
+
+def _equals(rule: _Rule, trace: TraceView) -> RuleOutcome:
+    assert isinstance(rule, EqualsRule)
+    value = _target(rule, trace)
+    expected = rule.expected if rule.expected is not None else trace.value(rule.expected_path)
+    if value is MISSING:
+        return _missing(rule, rule.target)
+    if expected is MISSING:
+        return _missing(rule, rule.expected_path)
+    if isinstance(value, str) or isinstance(expected, str):
+        left, right = as_text(value), as_text(expected)
+        if rule.strip:
+            left, right = left.strip(), right.strip()
+        if not rule.case_sensitive:
+            left, right = left.casefold(), right.casefold()
+        passed = left == right
+    else:
+        passed = value == expected
+    return _outcome(rule, passed, "" if passed else f"expected {as_text(expected)[:80]!r}")
+
+
+CHECKS: dict[str, Callable[[_Rule, TraceView], RuleOutcome]] = {
+    "output_not_empty": _not_empty,
+    "contains": _contains,
+    "not_contains": _contains,
+    "matches_regex": _regex,
+    "latency_under": _latency,
+    "token_usage_under": _tokens,
+    "similarity": _similarity,
+    "success": _success,
+    "json_schema": _json_schema,
+    "equals": _equals,
+}
+
+
+def score_rules(evaluator: RuleEvaluator, trace: TraceView) -> MetricScore:
+    """Apply every rule of ``evaluator`` to ``trace``."""
+    outcomes = [CHECKS[rule.check](rule, trace) for rule in evaluator.rules]
+    score = round(sum(o.score for o in outcomes) / len(outcomes), 6)
+    failed = [f"{o.check}: {o.detail}" if o.detail else o.check for o in outcomes if not o.passed]
+    return MetricScore(
+        evaluator=evaluator.name,
+        metric=evaluator.name,
+        kind="rule_based",
+        score=score,
+        passed=not failed,
+        weight=evaluator.weight,
+        reason="; ".join(failed),
+        rules=outcomes,
+    )

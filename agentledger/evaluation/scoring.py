@@ -1,0 +1,522 @@
+"""Scoring an experiment: read its traces from the log, score each, append the scores.
+
+Protocol of one evaluation of experiment ``X`` (stream ``evaluation-X-eNNN``):
+
+1. ``EvaluationStarted`` is appended as version 1 of the next free ``eNNN`` (two
+   evaluations started at once get different numbers: the append expects a new stream).
+2. The experiment's finished traces are read as the log stood then, in plan order, one
+   folded trace in memory at a time. ``limits.sample_rate`` keeps a trace when a hash of
+   its id falls under the rate (the same traces every time); ``limits.max_traces`` keeps
+   the first N kept. Left-out traces are counted by reason, never dropped silently.
+3. Rules score each trace at once; judges are asked with up to ``parallel`` traces in
+   flight, their calls recorded in the stream. ``TraceScored`` events are appended in
+   plan order whatever order the judges answer in.
+4. ``EvaluationCompleted`` carries the aggregate and the success-criteria verdict, then
+   the files are written from the stream (``summary.write_evaluation``).
+
+In ``replay`` mode every judge call is answered from an earlier evaluation of the same
+experiment (matched per trace by request fingerprint, in order); a miss is a divergence,
+recorded as an unscored metric, never a live call. ``replay-or-live`` (and
+``limits.cache: true``) calls live on a miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentledger.evaluation.config import (
+    EvaluationSettings,
+    JudgeEvaluator,
+    RuleEvaluator,
+)
+from agentledger.evaluation.errors import EvaluationConfigError
+from agentledger.evaluation.judge import JudgeBudget, JudgeContext, judge_trace
+from agentledger.evaluation.rules import score_rules
+from agentledger.evaluation.summary import EvaluationFold, write_evaluation
+from agentledger.evaluation.traces import TraceView, read_traces
+from agentledger.events.evaluation import (
+    VERDICTS,
+    EvaluationCompleted,
+    EvaluationStarted,
+    MetricScore,
+    TraceScored,
+    evaluation_id_for,
+    evaluation_stream,
+    experiment_evaluations_prefix,
+)
+from agentledger.eventstore.errors import ConcurrencyError
+from agentledger.eventstore.store import NO_STREAM, EventStore
+from agentledger.experiments.context import TraceRecorder
+from agentledger.experiments.writer import BatchWriter
+from agentledger.models.gateway import ModelGateway
+from agentledger.replay.book import RecordedCall, RecordMode, ReplayBook, ReplayState
+
+JsonDict = dict[str, Any]
+WINDOW_PER_SLOT = 4
+"""Traces read ahead per judge slot in flight (bounds memory, keeps every slot busy)."""
+
+
+@dataclass
+class EvaluationResult:
+    """How an evaluation went, for the caller to print and exit on."""
+
+    evaluation_id: str
+    experiment_id: str
+    output_dir: Path | None
+    completed: EvaluationCompleted
+    diverged: int = 0
+    """Judged traces whose replay missed the recording."""
+    criteria_passed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.criteria_passed = self.completed.passed
+
+
+def sampled(trace_id: str, rate: float) -> bool:
+    """Whether ``limits.sample_rate`` keeps the trace (a stable hash of its id)."""
+    if rate >= 1:
+        return True
+    digest = hashlib.sha256(trace_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def aggregate(scores: list[MetricScore], method: str) -> float | None:
+    """``weighted_sum`` (weights over the scored metrics, as a weighted mean in 0..1) or
+    ``average`` (plain mean) of a trace's scores."""
+    scored = [s for s in scores if s.score is not None]
+    if not scored:
+        return None
+    if method == "average":
+        return round(math.fsum(s.score for s in scored if s.score is not None) / len(scored), 6)
+    weight = math.fsum(s.weight for s in scored)
+    if weight == 0:
+        return None
+    total = math.fsum(s.weight * s.score for s in scored if s.score is not None)
+    return round(total / weight, 6)
+
+
+def verdict(scores: list[MetricScore], value: float | None, threshold: float) -> str:
+    """REVIEW when a metric is unscored; PASS at or above the threshold; PARTIAL below it
+    with some metric rated good; FAIL otherwise."""
+    if value is None or any(s.score is None for s in scores):
+        return "REVIEW"
+    if value >= threshold:
+        return "PASS"
+    if any(s.rating == "good" for s in scores):
+        return "PARTIAL"
+    return "FAIL"
+
+
+# --- replay ------------------------------------------------------------------------------
+
+
+def evaluation_numbers(store: EventStore, experiment_id: str) -> list[int]:
+    """The numbers of the experiment's evaluations so far, ascending."""
+    prefix = experiment_evaluations_prefix(experiment_id)
+    numbers = []
+    for stream in store.streams(prefix):
+        tail = stream[len(prefix) :]
+        if tail.isdigit():
+            numbers.append(int(tail))
+    return sorted(numbers)
+
+
+def latest_evaluation(store: EventStore, experiment_id: str, name: str | None) -> str | None:
+    """The most recent evaluation of the experiment (with ``name``, when given)."""
+    for number in reversed(evaluation_numbers(store, experiment_id)):
+        evaluation_id = evaluation_id_for(experiment_id, number)
+        events = store.read_stream(evaluation_stream(evaluation_id))
+        if events and (name is None or events[0].data.get("name") == name):
+            return evaluation_id
+    return None
+
+
+def judge_books(store: EventStore, evaluation_id: str) -> dict[str, ReplayBook]:
+    """``<trace id>:judge`` -> the judge calls recorded for it in an evaluation."""
+    books: dict[str, ReplayBook] = {}
+    where: dict[str, tuple[str, int]] = {}
+    stream = evaluation_stream(evaluation_id)
+    for ev in store.read_prefix_folds(stream):
+        if ev.stream_id != stream:
+            continue
+        data = ev.data
+        if ev.type == "ModelCallStarted":
+            sink = data["call_id"].rsplit(":model:", 1)[0]
+            book = books.setdefault(sink, ReplayBook(sink))
+            where[data["call_id"]] = (sink, len(book.calls))
+            book.calls.append(
+                RecordedCall(
+                    len(book.calls),
+                    data["fingerprint"],
+                    data.get("endpoint", "chat/completions"),
+                    data["request"],
+                    "",
+                    {},
+                )
+            )
+        elif ev.type in ("ModelCallCompleted", "ModelCallFailed") and data["call_id"] in where:
+            sink, index = where[data["call_id"]]
+            call = books[sink].calls[index]
+            books[sink].calls[index] = RecordedCall(
+                call.index, call.fingerprint, call.endpoint, call.request, ev.type, data
+            )
+    return books
+
+
+# --- scoring -----------------------------------------------------------------------------
+
+
+class _Scorer:
+    """Scores traces and appends their events, in plan order."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        settings: EvaluationSettings,
+        evaluation_id: str,
+        experiment_id: str,
+        *,
+        mode: RecordMode,
+        books: dict[str, ReplayBook] | None,
+        env: Mapping[str, str],
+        parallel: int,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.evaluation_id = evaluation_id
+        self.experiment_id = experiment_id
+        self.mode = mode
+        self.books = books
+        self.env = env
+        self.parallel = parallel
+        self.writer = BatchWriter(store)
+        self.recorder = TraceRecorder(
+            self.writer,
+            evaluation_stream(evaluation_id),
+            version=1,
+            metadata={"correlation_id": experiment_id},
+        )
+        self.fold = EvaluationFold()
+        self.diverged = 0
+        self.judge_calls = 0
+        limits = settings.config.limits
+        self.budget = JudgeBudget(
+            limits.max_llm_calls, limits.max_cost, limits.cost_per_1k_tokens, limits.timeout_seconds
+        )
+        self.gateways: dict[str, ModelGateway] = {}
+
+    def rated(self, score: MetricScore) -> MetricScore:
+        if score.score is None:
+            return score
+        bars = self.settings.thresholds_for(score.metric)
+        rating = (
+            "good" if score.score >= bars.good else "fair" if score.score >= bars.fair else "poor"
+        )
+        passed = score.passed
+        if score.kind == "llm_judge":
+            configured = score.metric in self.settings.thresholds
+            passed = score.score >= (
+                bars.good if configured else self.settings.config.aggregate.threshold
+            )
+        return score.model_copy(update={"rating": rating, "passed": passed})
+
+    def rule_scores(self, trace: TraceView) -> list[MetricScore]:
+        return [
+            self.rated(score_rules(e, trace))
+            for e in self.settings.evaluators
+            if isinstance(e, RuleEvaluator)
+        ]
+
+    def emit(self, trace: TraceView, by_evaluator: dict[str, list[MetricScore]]) -> None:
+        scores = [s for e in self.settings.evaluators for s in by_evaluator.get(e.name, [])]
+        config = self.settings.config.aggregate
+        value = aggregate(scores, config.method)
+        fold = trace.trace
+        payload = TraceScored(
+            evaluation_id=self.evaluation_id,
+            trace_id=fold.trace_id,
+            slot=fold.slot,
+            input_index=fold.input_index,
+            iteration=fold.iteration,
+            persona=fold.persona,
+            success=fold.success,
+            scores=scores,
+            aggregate=value,
+            verdict=verdict(scores, value, config.threshold),  # type: ignore[arg-type]
+            unscored=[s.metric for s in scores if s.score is None],
+            latency_ms=fold.duration_ms,
+            output_tokens=int(trace.usage["completion_tokens"]),
+            conversation_depth=trace.depth,
+            tool_calls=len(fold.tool_calls),
+            failed_tool_calls=trace.failed_tool_calls,
+        )
+        self.recorder.record(payload)
+        self.fold._scored(payload.model_dump(mode="json"))
+
+    # -- rules only: no event loop --
+
+    def score_rules_only(self, traces: Iterator[TraceView]) -> None:
+        for trace in traces:
+            scores = self.rule_scores(trace)
+            self.emit(trace, {s.evaluator: [s] for s in scores})
+
+    # -- with judges --
+
+    def gateway(self, judge: JudgeEvaluator) -> ModelGateway:
+        from agentledger.models.specs import resolve_endpoint
+
+        key = judge.model.model_dump_json()
+        if key not in self.gateways:
+            offline = self.mode is RecordMode.REPLAY
+            endpoint = resolve_endpoint(judge.model, self.env, offline=offline)
+            self.gateways[key] = ModelGateway(judge.model, endpoint, self.store.redactor)
+        return self.gateways[key]
+
+    async def judged(
+        self, trace: TraceView, slots: asyncio.Semaphore
+    ) -> dict[str, list[MetricScore]]:
+        replay = None
+        if self.books is not None:
+            book = self.books.get(f"{trace.trace_id}:judge") or ReplayBook(
+                f"{trace.trace_id}:judge"
+            )
+            replay = ReplayState(self.mode, book)
+        results: dict[str, list[MetricScore]] = {}
+        async with slots:
+            judges = self.settings.judges
+            ctx = JudgeContext(self.recorder, trace, self.experiment_id, None, replay)
+            token = ctx.activate()
+            try:
+                for judge in judges:
+                    scores = await judge_trace(
+                        judge, self.gateway(judge), ctx, trace, self.settings.goal, self.budget
+                    )
+                    results[judge.name] = [self.rated(s) for s in scores]
+            finally:
+                ctx.deactivate(token)
+                self.judge_calls += len(ctx.call_ids)
+            divergence = ctx.divergence or (replay.book.unused() if replay is not None else None)
+            if divergence is not None and self.mode is not RecordMode.LIVE:
+                self.diverged += 1
+                reason = divergence.message().splitlines()[0]
+                for name, scores in results.items():
+                    results[name] = [
+                        s.model_copy(
+                            update={"score": None, "rating": None, "passed": None, "reason": reason}
+                        )
+                        for s in scores
+                    ]
+        return results
+
+    async def score_with_judges(self, traces: Iterator[TraceView]) -> None:
+        slots = asyncio.Semaphore(self.parallel)
+        pending: deque[tuple[TraceView, list[MetricScore], asyncio.Task[Any]]] = deque()
+        window = self.parallel * WINDOW_PER_SLOT
+
+        def flush_done() -> None:
+            while pending and pending[0][2].done():
+                trace, rules, task = pending.popleft()
+                found = {s.evaluator: [s] for s in rules}
+                found.update(task.result())
+                self.emit(trace, found)
+
+        try:
+            for trace in traces:
+                rules = self.rule_scores(trace)
+                pending.append((trace, rules, asyncio.create_task(self.judged(trace, slots))))
+                flush_done()
+                while len(pending) >= window:
+                    await asyncio.wait([pending[0][2]])
+                    flush_done()
+            while pending:
+                await asyncio.wait([pending[0][2]])
+                flush_done()
+        finally:
+            for _, _, task in pending:
+                task.cancel()
+            for gateway in self.gateways.values():
+                await gateway.aclose()
+
+
+def _selected(
+    traces: Iterator[TraceView], settings: EvaluationSettings, counts: dict[str, int]
+) -> Iterator[TraceView]:
+    limits = settings.config.limits
+    kept = 0
+    for trace in traces:
+        counts["available"] += 1
+        if not sampled(trace.trace_id, limits.sample_rate):
+            counts["sample_rate"] += 1
+            continue
+        if limits.max_traces is not None and kept >= limits.max_traces:
+            counts["max_traces"] += 1
+            continue
+        kept += 1
+        yield trace
+
+
+def _begin(
+    store: EventStore, experiment_id: str, payload_for: Any
+) -> tuple[str, EvaluationStarted]:
+    """Append ``EvaluationStarted`` as the next free evaluation number."""
+    for _ in range(100):
+        numbers = evaluation_numbers(store, experiment_id)
+        number = (numbers[-1] if numbers else 0) + 1
+        evaluation_id = evaluation_id_for(experiment_id, number)
+        started = payload_for(evaluation_id, number)
+        try:
+            store.append(
+                evaluation_stream(evaluation_id),
+                [started],
+                expected_version=NO_STREAM,
+                metadata={"correlation_id": experiment_id},
+            )
+        except ConcurrencyError:
+            continue
+        return evaluation_id, started
+    raise EvaluationConfigError(
+        f"could not number a new evaluation of experiment {experiment_id}; try again"
+    )
+
+
+def evaluate_experiment(
+    store: EventStore,
+    experiment_id: str,
+    settings: EvaluationSettings,
+    env: Mapping[str, str],
+    *,
+    name: str | None = None,
+    record_mode: str = "live",
+    parallel: int = 4,
+    output_dir: Path | None = None,
+) -> EvaluationResult:
+    """Score every finished trace of ``experiment_id`` (see the module docstring) and write
+    the evaluation's files into ``output_dir`` (None: write none)."""
+    mode = RecordMode.parse(record_mode)
+    source = None
+    if mode is RecordMode.LIVE and settings.config.limits.cache and settings.judges:
+        source = latest_evaluation(store, experiment_id, None)
+        mode = RecordMode.REPLAY_OR_LIVE if source else RecordMode.LIVE
+    elif mode is not RecordMode.LIVE:
+        source = latest_evaluation(store, experiment_id, name)
+        if source is None:
+            named = f" named {name!r}" if name else ""
+            raise EvaluationConfigError(
+                f"--record-mode {mode.value}: experiment {experiment_id} has no earlier "
+                f"evaluation{named} to answer the judges from; evaluate it once with "
+                "--record-mode live"
+            )
+    from agentledger.models.specs import resolve_endpoint
+
+    for judge in settings.judges:  # a missing key is refused before anything is recorded
+        resolve_endpoint(judge.model, env, offline=mode is RecordMode.REPLAY)
+    books = (
+        judge_books(store, source) if source is not None and mode is not RecordMode.LIVE else None
+    )
+    until = store.last_position()
+    read = read_traces(store, experiment_id, until)
+    experiment = read.experiment
+
+    def started(evaluation_id: str, number: int) -> EvaluationStarted:
+        return EvaluationStarted(
+            evaluation_id=evaluation_id,
+            experiment_id=experiment_id,
+            number=number,
+            name=name,
+            config_file=settings.config_file,
+            config=settings.snapshot(),
+            evaluators=[e.name for e in settings.evaluators],
+            metrics=settings.metric_names,
+            judge_models={j.name: j.model.label for j in settings.judges},
+            record_mode=mode.value,
+            replay_of=source if books is not None else None,
+            as_of_position=until,
+            planned_runs=experiment.total_runs,
+            parallel=parallel,
+            output_dir=str(output_dir) if output_dir is not None else None,
+        )
+
+    evaluation_id, first = _begin(store, experiment_id, started)
+    scorer = _Scorer(
+        store,
+        settings,
+        evaluation_id,
+        experiment_id,
+        mode=mode,
+        books=books,
+        env=env,
+        parallel=parallel,
+    )
+    scorer.fold.begin(first.model_dump(mode="json"))
+    counts = {"available": 0, "sample_rate": 0, "max_traces": 0}
+    selected = _selected(read.traces, settings, counts)
+    try:
+        if settings.judges:
+            asyncio.run(scorer.score_with_judges(selected))
+        else:
+            scorer.score_rules_only(selected)
+        scorer.writer.flush()
+        _check_refused(scorer.writer, evaluation_id)
+        completed = _completed(scorer, evaluation_id, experiment_id, counts, experiment.total_runs)
+        scorer.recorder.record(completed)
+    finally:
+        scorer.writer.close()
+    _check_refused(scorer.writer, evaluation_id)
+    if output_dir is not None:
+        write_evaluation(read_evaluation(store, evaluation_id), output_dir)
+    return EvaluationResult(
+        evaluation_id, experiment_id, output_dir, completed, diverged=scorer.diverged
+    )
+
+
+def _check_refused(writer: BatchWriter, evaluation_id: str) -> None:
+    if writer.refused:
+        raise EvaluationConfigError(
+            f"evaluation {evaluation_id}: another process appended to its stream; its scores "
+            "are incomplete, evaluate again"
+        )
+
+
+def _completed(
+    scorer: _Scorer,
+    evaluation_id: str,
+    experiment_id: str,
+    counts: dict[str, int],
+    planned: int,
+) -> EvaluationCompleted:
+    fold = scorer.fold
+    criteria = fold.criteria()
+    return EvaluationCompleted(
+        evaluation_id=evaluation_id,
+        experiment_id=experiment_id,
+        traces_available=counts["available"],
+        not_finished=max(planned - counts["available"], 0),
+        traces_scored=fold.scored,
+        unscored=fold.unscored,
+        skipped={k: counts[k] for k in ("sample_rate", "max_traces") if counts[k]},
+        verdicts={v: fold.overall.verdicts[v] for v in VERDICTS},
+        pass_rate=fold.pass_rate,
+        mean_aggregate=fold.summary()["aggregate"]["mean"],
+        judge_calls=scorer.judge_calls,
+        judge_tokens=scorer.budget.tokens,
+        judge_cost=round(scorer.budget.cost, 6) if scorer.budget.rates is not None else None,
+        criteria=criteria,
+        passed=all(c.passed for c in criteria),
+    )
+
+
+def read_evaluation(
+    store: EventStore, evaluation_id: str, until: int | None = None
+) -> Iterator[Any]:
+    """The events of one evaluation stream in order (as of position ``until``), paged."""
+    stream = evaluation_stream(evaluation_id)
+    for ev in store.read_prefix_folds(stream, until=until):
+        if ev.stream_id == stream:
+            yield ev
