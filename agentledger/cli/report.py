@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from agentledger.cli.errors import UserError
 from agentledger.cli.options import AppState, pass_state
 from agentledger.cli.output import echo
 
@@ -124,6 +125,78 @@ def show(state: AppState, experiment: str, as_json: bool, ignore_integrity: bool
         echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
         return
     print_summary(summary)
+
+
+@report.command("html")
+@click.argument("experiment")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here [default: report.html in the current directory; - for stdout].",
+)
+@click.option(
+    "--as-of",
+    metavar="POSITION|ISO-TIME",
+    help="The report as the log stood at this position or UTC time.",
+)
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@IGNORE_INTEGRITY
+@pass_state
+def html(
+    state: AppState,
+    experiment: str,
+    output: Path | None,
+    as_of: str | None,
+    force: bool,
+    ignore_integrity: bool,
+) -> None:
+    """Write EXPERIMENT's report as one self-contained HTML file: figures, charts, failures,
+    evaluation results when recorded, and every trace (the first 2,000 in full detail).
+
+    Everything is inside the file (no network access at all), and its bytes depend only
+    on the log: rebuilt later, or --as-of the same point, it is the same file.
+    """
+    import sys
+
+    try:
+        import jinja2  # noqa: F401
+    except ImportError:
+        raise UserError(
+            "agentledger report html needs Jinja2: pip install 'agentledger[view]'"
+        ) from None
+    from agentledger.eventstore.envelope import utc_now
+    from agentledger.projections.catalog import resolve_experiment
+    from agentledger.projections.report import check_integrity, load_report, resolve_as_of
+    from agentledger.projections.writers import atomic_file
+    from agentledger.view.evaluation import evaluation_results
+    from agentledger.view.report import REPORT_FILE, render_report
+
+    target = output if output is not None else Path(REPORT_FILE)
+    to_stdout = str(target) == "-"
+    if not to_stdout and target.exists() and not force:
+        raise UserError(f"--output {target} exists; pass --force to overwrite it")
+    if not to_stdout and not target.parent.is_dir():
+        raise UserError(f"--output {target}: folder {target.parent} does not exist")
+    with state.read_store() as store:
+        ref = resolve_experiment(store, experiment)
+        until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
+        loaded = load_report(store, ref.experiment_id, until)
+        _warn(check_integrity(store, loaded.experiment, ignore=ignore_integrity))
+        records = evaluation_results(store, ref.experiment_id, until)
+        body = render_report(loaded.experiment, loaded.traces, records, as_of=until)
+    if to_stdout:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return
+    try:
+        with atomic_file(target) as handle:
+            handle.write(body)
+    except OSError as exc:
+        raise UserError(f"--output {target}: {exc.strerror}; choose a writable file") from None
+    echo(f"Wrote {target} ({len(body):,} bytes) for experiment {ref.experiment_id}")
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -53,6 +53,8 @@ class RunnerConfig(_Strict):
 class OutputConfig(_Strict):
     directory: str | None = None
     format: Literal["jsonl", "json"] = "jsonl"
+    html: bool = False
+    """agentledger extension: also write report.html (``agentledger report html``)."""
 
 
 class ReplayArgsConfig(_Strict):
@@ -209,6 +211,7 @@ class ExperimentSettings(_Strict):
     max_failures: str = "0"
     output_directory: str
     output_format: Literal["jsonl", "json"] = "jsonl"
+    output_html: bool = False
     save_traces: bool = True
     service_context: str | None = None
     model: ModelSpec
@@ -516,6 +519,7 @@ def resolve_settings(
         max_failures=parse_max_failures(overrides.max_failures or "0"),
         output_directory=str((project_dir / output_dir).resolve()),
         output_format=sim.output.format if sim.output else "jsonl",
+        output_html=sim.output.html if sim.output else False,
         save_traces=sim.save_traces,
         service_context=service_context if isinstance(service_context, str) else None,
         replay_args=_replay_args(sim.replay_args, project_dir, config_path),

@@ -46,6 +46,7 @@ from agentledger.projections.transcripts import trace_transcript
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
 TRANSCRIPTS = "transcripts"
+REPORT_HTML = "report.html"
 _STOP_WAIT_S = 10.0
 """How long a writer process gets to stop after an interrupt before it is killed."""
 ERRORS = "errors.json"
@@ -178,16 +179,24 @@ class _TraceSink:
     """Writes each finished trace's rows and transcript, and keeps the summary totals."""
 
     def __init__(
-        self, experiment: ExperimentFold, files: list[_RowFile], transcripts: _Transcripts
+        self,
+        experiment: ExperimentFold,
+        files: list[_RowFile],
+        transcripts: _Transcripts,
+        html: Any = None,
     ) -> None:
         self._experiment = experiment
         self.files = files
         self.transcripts = transcripts
         self.acc = SummaryAccumulator()
         self.traces = 0
+        self.html = html
+        """The report.html collector (``output.html: true``), or None."""
 
     def add(self, trace: TraceFold) -> None:
         self.acc.add(trace)
+        if self.html is not None:
+            self.html.add(trace)
         self.files[0].write(_summary_line(trace))
         if len(self.files) > 1:  # save_traces
             self.files[1].write(trace_row(trace).model_dump(mode="json"))
@@ -228,10 +237,16 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
     names = [f"trace_summary.{ext}"]
     if config.get("save_traces", True):
         names += [f"traces.{ext}", f"observations.{ext}"]
+    html = _html_report() if config.get("output_html") else None
     with _Transcripts(folder / TRANSCRIPTS) as transcripts, ExitStack() as stack:
         handles = [stack.enter_context(atomic_file(folder / name)) for name in names]
-        sink = _TraceSink(report.experiment, [_RowFile(h, fmt) for h in handles], transcripts)
-        parallel = len(report.parts) > 1 and "fork" in multiprocessing.get_all_start_methods()
+        row_files = [_RowFile(h, fmt) for h in handles]
+        sink = _TraceSink(report.experiment, row_files, transcripts, html)
+        parallel = (
+            html is None  # report.html is collected in this process, from every trace
+            and len(report.parts) > 1
+            and "fork" in multiprocessing.get_all_start_methods()
+        )
         if parallel:
             _write_parts(report, folder, names, fmt, sink)
         else:
@@ -249,7 +264,18 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
         files.append(ERRORS)
     else:
         (folder / ERRORS).unlink(missing_ok=True)  # from a build before the failures were retried
+    if html is not None:
+        with atomic_file(folder / REPORT_HTML) as handle:
+            handle.write(html.render(report.experiment, sink.acc))
+        files.append(REPORT_HTML)
     return WrittenReport(folder, files, sink.traces, len(report.parts) if parallel else 1)
+
+
+def _html_report() -> Any:
+    """report.html's collector (the viewer's templates; imported only when asked for)."""
+    from agentledger.view.report import HtmlReport
+
+    return HtmlReport()
 
 
 def _write_parts(
