@@ -387,6 +387,14 @@ class TurnOutcome:
 
     output: Any = None
     error: str | None = None
+    """The error's type name; ``""`` when the recording says only that the turn failed."""
+
+    def same_as(self, recorded: TurnOutcome) -> bool:
+        """Whether this (replayed) outcome is the ``recorded`` one: the same output, or a
+        failure of the same type (any failure, when the recording did not say which)."""
+        if recorded.error is not None:
+            return self.error is not None and recorded.error in ("", self.error)
+        return self.error is None and self.output == recorded.output
 
 
 @dataclass(frozen=True)
@@ -441,9 +449,10 @@ def _recorded_steps(events: list[StoredEvent]) -> tuple[list[_Step], str]:
             ended = data.get("reason") or "completed"
     for step in steps:
         if step.values is not None and step.outcome is None:
-            # Recorded before failures were: the session's end says how the last one failed.
-            error = ended.removeprefix("failed: ") if ended.startswith("failed") else ended
-            step.outcome = TurnOutcome(error=error or "failed")
+            # Recorded before turns recorded their failures: a run's end says how its turn
+            # failed; a chat's does not.
+            error = ended.removeprefix("failed: ") if ended.startswith("failed: ") else ""
+            step.outcome = TurnOutcome(error=error)
     return steps, ended
 
 
@@ -513,6 +522,9 @@ def replay_session(
                 if not chat:
                     # A run ends at its failed turn; a chat goes on to the next message.
                     reason = f"failed: {error}"
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        raise
     except BaseException as exc:
         reason = f"failed: {type(exc).__name__}"
         raise
@@ -524,7 +536,9 @@ def replay_session(
     changed = [
         index
         for index in range(max(len(recorded), len(replayed)))
-        if index >= len(recorded) or index >= len(replayed) or recorded[index] != replayed[index]
+        if index >= len(recorded)
+        or index >= len(replayed)
+        or not replayed[index].same_as(recorded[index])
     ]
     return SessionReplay(
         session.session_id,
