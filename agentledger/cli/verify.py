@@ -18,29 +18,51 @@ from agentledger.cli.options import AppState, pass_state
     help="Also prove the log is the one a checkpoint file stated, grown or not "
     "(catches events cut from its end and whole rewrites).",
 )
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Under each damage summary, list every finding behind it.",
+)
 @pass_state
 @click.pass_context
 def verify(
-    ctx: click.Context, state: AppState, experiment: str | None, against: str | None
+    ctx: click.Context,
+    state: AppState,
+    experiment: str | None,
+    against: str | None,
+    verbose: bool,
 ) -> None:
     """Check that no event was modified, deleted, inserted or reordered, and that the
     database itself is sound.
 
     With EXPERIMENT (id, name or output folder) only its streams are checked. Signed
     seals are checked when AGENTLEDGER_SIGNING_KEY is set. Exit 0 when intact, 1 naming
-    every problem (the first one first).
+    every broken event and one line per kind of damage to the database (the first one
+    first), 2 when there is no store to check.
     """
     from agentledger.eventstore.checkpoint import Checkpoint, compare, signing_key
+    from agentledger.eventstore.errors import StoreDamagedError
+    from agentledger.eventstore.integrity import RESTORE
     from agentledger.eventstore.integrity import verify as run_verify
     from agentledger.projections.catalog import resolve_experiment
 
     checkpoint = None
     if against is not None:
         checkpoint = Checkpoint.parse(_read_checkpoint(against), f"--against {against}")
-    with state.read_store() as store:
-        correlation = resolve_experiment(store, experiment).experiment_id if experiment else None
-        report = run_verify(store, correlation)
-        comparison = compare(checkpoint, store.log_entries(), signing_key()) if checkpoint else None
+    try:
+        with state.read_store() as store:
+            correlation = (
+                resolve_experiment(store, experiment).experiment_id if experiment else None
+            )
+            report = run_verify(store, correlation)
+            comparison = (
+                compare(checkpoint, store.log_entries(), signing_key()) if checkpoint else None
+            )
+    except StoreDamagedError as exc:
+        # Too damaged to open (or to find the experiment in): that is verify's answer.
+        click.echo(f"damaged: the store cannot be read ({exc.finding}); {RESTORE}")
+        ctx.exit(EXIT_FAILED_BAR)
     if checkpoint is not None and comparison is not None:
         signature = {
             "valid": "signature valid",
@@ -54,7 +76,8 @@ def verify(
                 "it unchanged"
             )
         else:
-            report.damage += [f"checkpoint: {finding}" for finding in comparison.findings]
+            for finding in comparison.findings:
+                report.add_damage(f"checkpoint: {finding}")
     if report.unchecked_signatures:
         click.echo(
             f"{report.unchecked_signatures} signed seal(s) not checked: set "
@@ -68,10 +91,16 @@ def verify(
         return
     for line in report.damage:
         click.echo(f"damaged: {line}")
+        details = report.damage_details.get(line, [])
+        if verbose:
+            for detail in details:
+                click.echo(f"  {detail}")
     for problem in report.problems:
         click.echo(problem.describe())
     found = len(report.problems) + len(report.damage)
-    click.echo(f"{scope}: {found} problem(s) in {counts}")
+    more = any(len(d) > 1 for d in report.damage_details.values()) and not verbose
+    hint = " (--verbose lists every finding)" if more else ""
+    click.echo(f"{scope}: {found} problem(s) in {counts}{hint}")
     ctx.exit(EXIT_FAILED_BAR)
 
 

@@ -20,12 +20,19 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
-from agentledger.eventstore.errors import StoreError, StoreUnavailableError, StoreURLError
+from agentledger.eventstore.errors import (
+    StoreDamagedError,
+    StoreError,
+    StoreUnavailableError,
+    StoreURLError,
+)
 
 WRITE_OPTION = "agentledger_write"
 """Connection execution option marking a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
+DAMAGED_ADVICE = "run `agentledger verify`, and restore the store from a copy or an export"
+"""What to do about a damaged database: what every command that meets one says."""
 SUPPORTED = "a file path, sqlite:///PATH or postgresql://USER@HOST/DB"
 
 
@@ -152,6 +159,12 @@ def _sqlite_engine(location: StoreURL, *, pooled: bool, readonly: bool = False) 
     return engine
 
 
+def is_decode_error(exc: BaseException) -> bool:
+    """A SQLite text value the driver could not decode as UTF-8 (a damaged page)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return isinstance(orig, sqlite3.OperationalError) and "could not decode" in str(orig).lower()
+
+
 def translate_error(exc: Exception, location: StoreURL, action: str) -> StoreError:
     """Turn a database (SQLAlchemy or driver) error into a one-line ``StoreError``."""
     where = location.display()
@@ -167,10 +180,12 @@ def translate_error(exc: Exception, location: StoreURL, action: str) -> StoreErr
             "pass another --store or move the file away"
         )
     if "malformed" in lowered or "could not decode" in lowered:
-        return StoreUnavailableError(
-            f"store {where} is damaged ({detail}); run `agentledger verify`, and restore it "
-            "from a copy or an export"
-        )
+        if "could not decode" in lowered:
+            # The driver's message quotes the broken text: never echo it (it may hold
+            # control characters, or anything); name the column only.
+            column = detail.split("column ", 1)[-1].split(" with text", 1)[0]
+            detail = f"a stored text in column {column} is not valid UTF-8"
+        return StoreDamagedError(f"store {where} is damaged ({detail})", DAMAGED_ADVICE)
     if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
         return StoreUnavailableError(
             f"cannot {action} store {where}: the location is not writable ({detail}); "

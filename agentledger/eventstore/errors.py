@@ -4,6 +4,7 @@ AgentLedgerError (agentledger.errors)
 └── StoreError                   anything the event store refuses or cannot do
     ├── StoreURLError            the store URL is malformed or names an unsupported backend
     ├── StoreUnavailableError    the store cannot be opened, reached or written
+    │   └── StoreDamagedError    the database file is damaged (the engine or a decode says so)
     ├── SchemaTooNewError        the database was migrated by a newer agentledger
     ├── ConcurrencyError         an append lost an optimistic-concurrency race
     ├── EventValidationError     an event or payload does not match its model
@@ -26,6 +27,15 @@ class StoreURLError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """The store cannot be opened, reached, or written."""
+
+
+class StoreDamagedError(StoreUnavailableError):
+    """The database is damaged: the engine reports a malformed file, or a stored text is
+    not valid UTF-8. ``finding`` says what, without the advice the message adds."""
+
+    def __init__(self, finding: str, advice: str) -> None:
+        super().__init__(f"{finding}; {advice}")
+        self.finding = finding
 
 
 class SchemaTooNewError(StoreError):

@@ -24,7 +24,7 @@ from agentledger.events.payloads import final_outcome
 from agentledger.events.streams import experiment_traces_prefix
 from agentledger.eventstore.checkpoint import KEY_VARIABLE, key_id, seal_message, sign, signing_key
 from agentledger.eventstore.envelope import GENESIS_HASH
-from agentledger.eventstore.errors import StoreError
+from agentledger.eventstore.errors import StoreDamagedError, StoreError
 from agentledger.eventstore.store import EventStore, RawEvent
 
 ProblemKind = Literal["modified", "deleted", "inserted", "reordered", "duplicated"]
@@ -61,12 +61,34 @@ class VerificationReport:
     unchecked_signatures: int = 0
     """Signed seals that could not be checked: no ``AGENTLEDGER_SIGNING_KEY`` here."""
     damage: list[str] = field(default_factory=list)
-    """What is wrong with the database itself (the engine's check, events an index hides,
-    positions missing from the log): one line each."""
+    """What is wrong with the database itself (the engine's check, a text that does not
+    decode, events an index hides, positions missing from the log, edited correlation
+    columns): one summary line per kind, ending with what to do."""
+    damage_details: dict[str, list[str]] = field(default_factory=dict)
+    """Every finding behind a summary line of ``damage`` (by that line), for
+    ``verify --verbose``."""
 
     @property
     def ok(self) -> bool:
         return not self.problems and not self.damage
+
+    def add_damage(self, summary: str, details: list[str] | None = None) -> None:
+        self.damage.append(summary)
+        if details:
+            self.damage_details[summary] = details
+
+
+RESTORE = "restore the store from a copy or an export"
+"""What to do about damage under the chains: the file itself no longer holds the log."""
+
+
+def _first_of(findings: list[str], capped: int | None = None) -> str:
+    """The one finding, or ``N findings; first: ...`` (``N+`` when a check stopped at
+    ``capped``)."""
+    if len(findings) == 1:
+        return findings[0]
+    count = f"{len(findings)}+" if capped is not None and len(findings) >= capped else len(findings)
+    return f"{count} findings; first: {findings[0]}"
 
 
 def _group_streams(rows: Iterable[RawEvent]) -> Iterator[list[RawEvent]]:
@@ -223,15 +245,31 @@ def verify(
     ``database=False`` checks the chains and seals only (what building a report needs)."""
     report = VerificationReport()
     if database:
-        report.damage = [f"the database engine reports: {line}" for line in store.engine_check()]
+        found = store.engine_check(ENGINE_FINDINGS)
+        if found:
+            report.add_damage(
+                f"the database engine's own check fails ({_first_of(found, ENGINE_FINDINGS)}): "
+                f"the file is damaged; {RESTORE}",
+                found,
+            )
     try:
         _verify_chains(store, correlation_id, report)
     except StoreError as exc:
-        report.damage.append(f"reading the log failed: {exc}")
+        what = exc.finding if isinstance(exc, StoreDamagedError) else str(exc)
+        report.add_damage(
+            f"the log cannot be read to its end ({what}), so its chains were not checked; {RESTORE}"
+        )
         return report
     if database:
-        report.damage += database_damage(store, correlation_id, report.events)
+        try:
+            database_damage(store, correlation_id, report)
+        except StoreDamagedError as exc:
+            report.add_damage(f"the database cannot be scanned ({exc.finding}); {RESTORE}")
     return report
+
+
+ENGINE_FINDINGS = 10
+"""The engine's check stops after this many findings (a damaged file can have thousands)."""
 
 
 def _verify_chains(
@@ -274,26 +312,36 @@ def _verify_chains(
     report.problems.sort(key=lambda p: (p.position is None, p.position or 0, p.stream_id))
 
 
-def database_damage(store: EventStore, correlation_id: str | None, reachable: int) -> list[str]:
-    """What is wrong with the log under the chains: events a full scan finds that the
-    ordered reads did not (a damaged index), and positions missing from the log (events
-    deleted anywhere, whole streams included)."""
-    damage = []
+def database_damage(
+    store: EventStore, correlation_id: str | None, report: VerificationReport
+) -> None:
+    """Add what is wrong with the log under the chains: events a full scan finds that the
+    ordered reads did not (a damaged index), positions missing from the log (events
+    deleted anywhere, whole streams included), and edited correlation columns."""
+    reachable = report.events
     scanned = store.scan_count(correlation_id)
     if scanned != reachable:
-        damage.append(
+        report.add_damage(
             f"a full scan finds {scanned} events where the stream index gives {reachable}: "
-            "the database file is damaged; restore it from a copy or an export"
+            f"the database file is damaged; {RESTORE}"
         )
-    damage += correlation_damage(store)
+    edited = correlation_damage(store)
+    if edited:
+        report.add_damage(
+            f"correlation columns edited ({_first_of(edited, CORRELATION_FINDINGS)}); {RESTORE}",
+            edited,
+        )
     if correlation_id is None:
         missing, first = store.position_gaps()
         if missing:
             shown = ", ".join(map(str, first))
-            damage.append(
-                f"{missing} position(s) missing from the log (first: {shown}): events were deleted"
+            report.add_damage(
+                f"{missing} position(s) missing from the log (first: {shown}): events were "
+                f"deleted; {RESTORE}"
             )
-    return damage
+
+
+CORRELATION_FINDINGS = 5
 
 
 def _check_signature(
@@ -390,7 +438,7 @@ def _check_trace_seal(
     return IntegrityProblem(kind, stream_id, None, max(version, version_now), None, detail)
 
 
-def correlation_damage(store: EventStore, limit: int = 5) -> list[str]:
+def correlation_damage(store: EventStore, limit: int = CORRELATION_FINDINGS) -> list[str]:
     """Events whose indexed ``correlation_id`` column disagrees with the hashed metadata it
     is taken from: an edit that would move an event out of (or into) an experiment."""
     found = []
@@ -403,7 +451,7 @@ def correlation_damage(store: EventStore, limit: int = 5) -> list[str]:
         if column != (said if isinstance(said, str) else None):
             found.append(
                 f"event at position {position} ({stream_id}) is indexed under correlation "
-                f"{column!r} but its hashed metadata says {said!r}: the column was edited"
+                f"{column!r} but its hashed metadata says {said!r}"
             )
             if len(found) >= limit:
                 break

@@ -19,9 +19,14 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from agentledger.eventstore.appending import DriverSQL
-from agentledger.eventstore.engine import StoreURL, translate_error
+from agentledger.eventstore.engine import (
+    DAMAGED_ADVICE,
+    StoreURL,
+    is_decode_error,
+    translate_error,
+)
 from agentledger.eventstore.envelope import GENESIS_HASH, FoldEvent, StoredEvent
-from agentledger.eventstore.errors import EventValidationError
+from agentledger.eventstore.errors import EventValidationError, StoreDamagedError
 from agentledger.eventstore.pager import keyset_pages
 from agentledger.eventstore.rows import (
     COLUMN_LIST,
@@ -57,6 +62,17 @@ def _undecodable(page: Sequence[Row], decode: Any, *, stream_at: int) -> EventVa
     return EventValidationError("an event holds data that is not valid JSON; run verify")
 
 
+def _is_utf8(value: Any) -> bool:
+    """False for bytes that do not decode as UTF-8 (anything else is fine)."""
+    if not isinstance(value, bytes):
+        return True
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def prefix_upper(prefix: str) -> str:
     """The smallest string above every string that starts with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
@@ -85,13 +101,77 @@ class StoreReader:
                 cursor.execute(sql, params)
                 return list(cursor.fetchall())
             except self._engine.dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+                if is_decode_error(exc):
+                    raise self._undecodable_text(conn, sql, params) from None
                 raise translate_error(exc, self.location, "read") from exc
             finally:
                 cursor.close()
 
     def _core_rows(self, stmt: Any) -> list[Row]:
+        try:
+            with self._read() as conn:
+                return list(conn.execute(stmt).all())
+        except StoreDamagedError as exc:
+            if not is_decode_error(exc.__cause__ or exc):
+                raise
         with self._read() as conn:
-            return list(conn.execute(stmt).all())
+            compiled = stmt.compile(conn, compile_kwargs={"render_postcompile": True})
+            params = [compiled.params[name] for name in compiled.positiontup or []]
+            raise self._undecodable_text(conn, str(compiled), params)
+
+    def _undecodable_text(self, conn: Connection, sql: str, params: Sequence[Any]) -> Exception:
+        """A read failed on text that is not UTF-8 (a damaged SQLite page): read the same
+        rows again with text as bytes and name the first event that holds such text."""
+        try:
+            return self._locate_undecodable(conn, sql, params)
+        except Exception:  # the page is damaged beyond reading: say so without a position
+            return StoreDamagedError(
+                f"store {self.location.display()} is damaged (a stored text is not valid UTF-8)",
+                DAMAGED_ADVICE,
+            )
+
+    def _locate_undecodable(self, conn: Connection, sql: str, params: Sequence[Any]) -> Exception:
+        driver: Any = conn.connection.driver_connection
+        driver.text_factory = bytes
+        found: tuple[int, str] | None = None  # (row index, column)
+        try:
+            cursor = driver.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            read = 0
+            try:
+                for row in cursor:
+                    bad = [n for n, v in zip(names, row, strict=True) if not _is_utf8(v)]
+                    if bad:
+                        found = (read, bad[0])
+                        break
+                    read += 1
+            except driver.DatabaseError:
+                # The row is too damaged to read even as bytes (a broken overflow page):
+                # it is the one after the last row read.
+                found = (read, "")
+        finally:
+            driver.text_factory = str
+        where = "a stored text is not valid UTF-8"
+        if found is None or "position" not in names:
+            return StoreDamagedError(
+                f"store {self.location.display()} is damaged ({where})", DAMAGED_ADVICE
+            )
+        number, column = found
+        m = self._sql.marker
+        # Only the position and stream columns are read: the damaged text is not touched.
+        position = driver.execute(
+            f"SELECT position FROM ({sql}) LIMIT 1 OFFSET {int(number)}", params
+        ).fetchone()[0]
+        stream, version = driver.execute(
+            f"SELECT CAST(stream_id AS BLOB), stream_version FROM events WHERE position = {m}",
+            (position,),
+        ).fetchone()
+        what = f"its {column} is not valid UTF-8 text" if column else "its row cannot be read"
+        return StoreDamagedError(
+            f"the log is damaged at position {position} "
+            f"({bytes(stream).decode(errors='backslashreplace')} v{version}): {what}",
+            DAMAGED_ADVICE,
+        )
 
     def _head(self, conn: Connection, stream_id: str) -> tuple[int, str]:
         row = conn.exec_driver_sql(self._sql.head, (stream_id,)).first()
@@ -406,10 +486,15 @@ class StoreReader:
         PostgreSQL checks its pages itself as it reads them, so there is nothing to run."""
         if self.backend != "sqlite":
             return []
-        with self._read() as conn:
-            rows = conn.exec_driver_sql(f"PRAGMA integrity_check({int(limit)})").all()
-        found = [str(row[0]) for row in rows]
-        return [] if found == ["ok"] else found
+        found: list[str] = []
+        try:
+            with self._read() as conn:
+                for row in conn.exec_driver_sql(f"PRAGMA integrity_check({int(limit)})"):
+                    found += str(row[0]).splitlines()
+        except StoreDamagedError as exc:  # a page so damaged that the check itself stops
+            found.append(f"the check stopped: {exc.finding}")
+        # "*** in database main ***" heads the findings; it names nothing.
+        return [] if found == ["ok"] else [x for x in found if x.strip() and x[:3] != "***"]
 
     def scan_count(self, correlation_id: str | None = None) -> int:
         """Events counted by a full scan of the table, not through any index: what a damaged

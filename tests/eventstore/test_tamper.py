@@ -7,7 +7,10 @@ documentation stays true."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +23,7 @@ from agentledger.eventstore import EventStore
 from agentledger.eventstore.checkpoint import KEY_VARIABLE, compare, signing_key, take_checkpoint
 from agentledger.eventstore.engine import parse_store_url
 from agentledger.eventstore.envelope import GENESIS_HASH, chain_hash, encode_json
+from agentledger.eventstore.errors import StoreDamagedError
 from agentledger.eventstore.integrity import seal_digest, verify
 from agentledger.experiments.outcomes import completed_event
 
@@ -233,3 +237,97 @@ def test_a_signed_checkpoint_altered_or_checked_with_another_key_is_refused(
     forged = type(checkpoint)(**{**checkpoint.__dict__, "position": checkpoint.position - 1})
     assert compare(forged, store.log_entries(), b"k1").signature == "invalid"
     assert compare(checkpoint, store.log_entries(), None).signature == "unchecked"
+
+
+# --- a damaged database file (SQLite): named, never read as intact ----------------------
+
+
+def sqlite_store(tmp_path: Path) -> EventStore:
+    store = EventStore.open(str(tmp_path / "ledger.db"))
+    for n in range(3):
+        store.append("trace-a", [obs(n)], metadata={"correlation_id": EXPERIMENT})
+    return store
+
+
+def test_text_that_is_not_utf8_is_named_by_position_in_every_read(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    with sqlite3.connect(store.location.path) as conn:  # type: ignore[arg-type]
+        # A flipped byte in a page: the text is no longer UTF-8 (0xff never is).
+        conn.execute("UPDATE events SET data = CAST(X'7B2261223A22FF227D' AS TEXT) "
+                     "WHERE position = 2")  # fmt: skip
+    expected = (
+        "the log is damaged at position 2 (trace-a v2): its data is not valid UTF-8 text; "
+        "run `agentledger verify`, and restore the store from a copy or an export"
+    )
+    reads: list[Callable[[], object]] = [
+        lambda: list(store.read_all()),  # the driver-level path
+        lambda: list(store.read_all(types=["ObservationRecorded"])),  # the Core path
+        lambda: store.read_stream("trace-a"),
+        lambda: list(store.read_raw()),
+        lambda: list(store.read_streams_raw()),
+    ]
+    for read in reads:
+        with pytest.raises(StoreDamagedError) as damaged:
+            read()
+        assert str(damaged.value) == expected
+    assert [e.position for e in store.read_all(until=1)] == [1]  # what decodes still reads
+    report = verify(store)
+    assert report.damage == [
+        "the log cannot be read to its end (the log is damaged at position 2 (trace-a v2): its "
+        "data is not valid UTF-8 text), so its chains were not checked; restore the store "
+        "from a copy or an export"
+    ]
+    store.close()
+
+
+def hide_from_index(path: Path, appended: Callable[[], None]) -> None:
+    """Events appended by ``appended`` while the correlation index is made (in the schema
+    only) to leave them out: the index then misses their rows, as after a damaged page."""
+    original = "CREATE INDEX ix_events_correlation ON events (correlation_id, position)"
+
+    def set_index_sql(sql: str) -> None:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA writable_schema = ON")
+            conn.execute(
+                "UPDATE sqlite_master SET sql = ? WHERE name = 'ix_events_correlation'", (sql,)
+            )
+            conn.commit()
+
+    set_index_sql(original + " WHERE position > 1000")
+    appended()
+    set_index_sql(original)
+
+
+def test_verify_prints_one_line_per_kind_of_damage_and_every_finding_with_verbose(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from agentledger.cli.main import cli
+
+    store = sqlite_store(tmp_path)
+    store.close()
+    path = tmp_path / "ledger.db"
+
+    def append_more() -> None:
+        with EventStore.open(str(path)) as more:
+            for n in range(3, 6):
+                more.append("trace-b", [obs(n)], metadata={"correlation_id": EXPERIMENT})
+
+    hide_from_index(path, append_more)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--store", str(path), "verify"])
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        "damaged: the database engine's own check fails (4 findings; first: row 4 missing "
+        "from index ix_events_correlation): the file is damaged; restore the store from a "
+        "copy or an export\n"
+        f"{path}: 1 problem(s) in 2 streams, 6 events, 0 seals (--verbose lists every "
+        "finding)\n"
+    )
+    verbose = runner.invoke(cli, ["--store", str(path), "verify", "--verbose"])
+    assert verbose.exit_code == 1
+    assert verbose.output.splitlines()[1:5] == [
+        *(f"  row {n} missing from index ix_events_correlation" for n in (4, 5, 6)),
+        "  wrong # of entries in index ix_events_correlation",
+    ]
