@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: sets up .venv and runs the demo, the tests or the checks.
 #   ./dev.sh demo    set up, then run an example experiment and verify its log (SQLite, offline)
-#   ./dev.sh test    set up, then ruff, mypy and the whole test suite (PostgreSQL included)
+#   ./dev.sh test    set up, then ruff, mypy and the whole test suite (PostgreSQL and
+#                    Chromium browser tests included)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${AGENTLEDGER_VENV:-.venv}"
@@ -39,6 +40,17 @@ postgres_binaries() {
     fi
 }
 
+chromium_binary() {
+    # Browser tests drive the system's Chromium through Playwright (which never downloads a
+    # browser of its own here); install Debian's package when apt can.
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+}
+
 case "${1:-}" in
     demo)
         # The main job: a FluxLoop-style example experiment on the embedded SQLite store,
@@ -53,6 +65,7 @@ case "${1:-}" in
     test)
         setup
         postgres_binaries
+        chromium_binary
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
         "$VENV/bin/mypy"

@@ -25,6 +25,7 @@ from agentledger.cli import (
     sessions,
     transfer,
     verify,
+    view,
     worker,
 )
 from agentledger.cli.errors import EXIT_INTERRUPTED, UserError
@@ -96,6 +97,7 @@ cli.add_command(verify.checkpoint)
 cli.add_command(transfer.export)
 cli.add_command(transfer.import_)
 cli.add_command(db.db)
+cli.add_command(view.view)
 
 
 STUCK_THREAD_GRACE_SECONDS = 1.0

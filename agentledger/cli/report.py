@@ -161,12 +161,6 @@ def html(
     """
     import sys
 
-    try:
-        import jinja2  # noqa: F401
-    except ImportError:
-        raise UserError(
-            "agentledger report html needs Jinja2: pip install 'agentledger[view]'"
-        ) from None
     from agentledger.eventstore.envelope import utc_now
     from agentledger.projections.catalog import resolve_experiment
     from agentledger.projections.report import check_integrity, load_report, resolve_as_of
