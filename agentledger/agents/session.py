@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from agentledger.agents.catalog import TURN_FAILED
+from agentledger.agents.catalog import TURN_FAILED, reading_event
 from agentledger.agents.inputs import in_order, key_order
 from agentledger.agents.project import Agent, AgentProject, load_skill, render, tool_schema
 from agentledger.agents.rendering import js_json
@@ -431,22 +431,23 @@ def _recorded_steps(events: list[StoredEvent]) -> tuple[list[_Step], str]:
     ended = "completed"
     current: _Step | None = None
     for ev in events:
-        data = ev.data
-        if ev.type == "TurnStarted":
-            values = data.get("input") or {}
-            if data.get("input_order"):
-                values = in_order(values, data["input_order"])
-            current = _Step(values)
-            steps.append(current)
-        elif ev.type == "TurnCompleted" and current is not None:
-            current.outcome = TurnOutcome(output=data.get("agent_output"))
-        elif ev.type == "ObservationRecorded" and data.get("name") == TURN_FAILED:
-            if current is not None:
-                current.outcome = TurnOutcome(error=(data.get("data") or {}).get("error_type"))
-        elif ev.type == "ObservationRecorded" and data.get("name") == CLEARED:
-            steps.append(_Step(None))
-        elif ev.type == "SessionEnded":
-            ended = data.get("reason") or "completed"
+        with reading_event(ev):
+            data = ev.data
+            if ev.type == "TurnStarted":
+                values = data.get("input") or {}
+                if data.get("input_order"):
+                    values = in_order(values, data["input_order"])
+                current = _Step(values)
+                steps.append(current)
+            elif ev.type == "TurnCompleted" and current is not None:
+                current.outcome = TurnOutcome(output=data.get("agent_output"))
+            elif ev.type == "ObservationRecorded" and data.get("name") == TURN_FAILED:
+                if current is not None:
+                    current.outcome = TurnOutcome(error=(data.get("data") or {}).get("error_type"))
+            elif ev.type == "ObservationRecorded" and data.get("name") == CLEARED:
+                steps.append(_Step(None))
+            elif ev.type == "SessionEnded":
+                ended = data.get("reason") or "completed"
     for step in steps:
         if step.values is not None and step.outcome is None:
             # Recorded before turns recorded their failures: a run's end says how its turn
