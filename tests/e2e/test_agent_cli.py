@@ -663,7 +663,7 @@ def test_interactive_is_aigne_s_name_for_chat(project: Path) -> None:
     assert "(1 turns)" in result.stderr
 
 
-def test_log_level_debug_logs_the_session_and_silent_logs_nothing(project: Path) -> None:
+def test_log_level_debug_logs_the_session_and_the_default_does_not(project: Path) -> None:
     debug = run_agent(project, "chat", "-i", "hi", "--log-level", "debug")
     assert debug.returncode == 0, debug.stderr
     assert "[DEBUG] session " in debug.stderr and "store " in debug.stderr
