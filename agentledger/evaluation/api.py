@@ -33,7 +33,7 @@ class EvaluationOutcome:
 
     evaluation_id: str
     experiment_id: str
-    output_dir: Path | None
+    output_dir: Path
     summary: dict[str, Any]
     diverged: int = 0
 

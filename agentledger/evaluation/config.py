@@ -149,6 +149,9 @@ class EvaluatorConfig(_Strict):
     """How samples combine: ``majority`` (labels' default) or ``mean`` (numbers')."""
     retries: int = Field(default=2, ge=0, le=10)
     """Further judge calls after a reply that is not valid JSON or not on the scale."""
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    """How the reply's JSON shape is asked for: a strict schema (default), JSON mode, or
+    only in the prompt (for endpoints without structured output)."""
 
 
 class AggregateConfig(_Strict):
@@ -250,6 +253,8 @@ class EvaluationConfig(_Strict):
 
 # --- resolved ----------------------------------------------------------------------------
 
+_DEFAULT_THRESHOLDS = Thresholds()
+
 
 @dataclass(frozen=True)
 class JudgeMetric:
@@ -293,6 +298,7 @@ class JudgeEvaluator:
     aggregation: Literal["majority", "mean"]
     retries: int
     parser: Literal["json", "first_number"]
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
 
     kind: Literal["llm_judge"] = "llm_judge"
 
@@ -324,6 +330,17 @@ class EvaluationSettings:
 
     def thresholds_for(self, metric: str) -> Thresholds:
         return self.thresholds.get(metric) or Thresholds()
+
+    def rating(self, metric: str, score: float) -> Literal["good", "fair", "poor"]:
+        """good / fair / poor against ``metrics.<metric>.thresholds`` (0.8 / 0.5)."""
+        bars = self.thresholds.get(metric) or _DEFAULT_THRESHOLDS
+        return "good" if score >= bars.good else "fair" if score >= bars.fair else "poor"
+
+    def judge_passes(self, metric: str, score: float) -> bool:
+        """A judge metric passes at its ``good`` threshold when one is configured, else
+        at ``aggregate.threshold``."""
+        bars = self.thresholds.get(metric)
+        return score >= (bars.good if bars else self.config.aggregate.threshold)
 
     def snapshot(self) -> dict[str, Any]:
         """The config as recorded: judge ``api_key``s masked."""
@@ -382,7 +399,9 @@ def _rule(raw: Any, where: str) -> _Rule:
     try:
         rule = model.model_validate(dict(raw))
     except ValidationError as exc:
-        error = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelled key also leaves its right spelling missing: name the misspelling.
+        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         key = ".".join(str(p) for p in error["loc"]) or "check"
         if error["type"] == "extra_forbidden":
             valid = [f.alias or n for n, f in model.model_fields.items()]
@@ -520,6 +539,7 @@ def _judge(
         aggregation=config.sample_aggregation or ("majority" if labels else "mean"),
         retries=config.retries,
         parser=parser,  # type: ignore[arg-type]
+        response_format=config.response_format,
     )
 
 
@@ -575,6 +595,17 @@ def resolve(
                 if getattr(raw, k) is not None
             ]
             judge_keys += ["metrics"] if raw.metrics else []
+            judge_keys += [
+                key
+                for key, default in (
+                    ("samples", 1),
+                    ("retries", 2),
+                    ("response_format", "json_schema"),
+                )
+                if getattr(raw, key) != default
+            ]
+            judge_keys += ["temperature"] if raw.temperature is not None else []
+            judge_keys += ["model_parameters"] if raw.model_parameters else []
             if judge_keys:
                 raise EvaluationConfigError(
                     f"{at}: '{judge_keys[0]}' belongs to llm_judge evaluators"

@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from agentledger.evaluation.config import PROMPT_FIELDS, JudgeEvaluator, JudgeMetric
+from agentledger.evaluation.config import (
+    PROMPT_FIELDS,
+    EvaluationSettings,
+    JudgeEvaluator,
+    JudgeMetric,
+)
 from agentledger.evaluation.traces import MISSING, TraceView, as_text
 from agentledger.events.evaluation import MetricScore
 from agentledger.experiments.context import RunContext, TraceRecorder
@@ -111,8 +116,10 @@ def _metric_schema(metric: JudgeMetric) -> JsonDict:
 
 def response_format(judge: JudgeEvaluator) -> JsonDict | None:
     """The ``response_format`` of a judge request (None for ``first_number``)."""
-    if judge.parser == "first_number":
+    if judge.parser == "first_number" or judge.response_format == "none":
         return None
+    if judge.response_format == "json_object":
+        return {"type": "json_object"}
     return {
         "type": "json_schema",
         "json_schema": {
@@ -328,12 +335,12 @@ async def judge_trace(
     gateway: ModelGateway,
     ctx: JudgeContext,
     trace: TraceView,
-    goal: str,
+    settings: EvaluationSettings,
     budget: JudgeBudget,
 ) -> list[MetricScore]:
     """Every metric of ``judge`` for one trace; when a sample stays invalid after its
     retries (or a limit stops it), every metric is unscored with the reason."""
-    prompt = render_prompt(judge, trace, goal)
+    prompt = render_prompt(judge, trace, settings.goal)
     first_call = len(ctx.call_ids)
     readings: list[dict[str, Reading]] = []
     problem = ""
@@ -370,6 +377,8 @@ async def judge_trace(
                 metric=metric.name,
                 kind="llm_judge",
                 score=final.score,
+                passed=settings.judge_passes(metric.name, final.score),
+                rating=settings.rating(metric.name, final.score),
                 label=final.value if isinstance(final.value, str) else None,
                 value=final.value if isinstance(final.value, float) else None,
                 weight=share,

@@ -17,6 +17,7 @@ from typing import Any
 from agentledger.evaluation.config import (
     ContainsRule,
     EqualsRule,
+    EvaluationSettings,
     JsonSchemaRule,
     LatencyUnderRule,
     MatchesRegexRule,
@@ -164,7 +165,9 @@ CHECKS: dict[str, Callable[[_Rule, TraceView], RuleOutcome]] = {
 }
 
 
-def score_rules(evaluator: RuleEvaluator, trace: TraceView) -> MetricScore:
+def score_rules(
+    evaluator: RuleEvaluator, trace: TraceView, settings: EvaluationSettings
+) -> MetricScore:
     """Apply every rule of ``evaluator`` to ``trace``."""
     outcomes = [CHECKS[rule.check](rule, trace) for rule in evaluator.rules]
     score = round(sum(o.score for o in outcomes) / len(outcomes), 6)
@@ -175,6 +178,7 @@ def score_rules(evaluator: RuleEvaluator, trace: TraceView) -> MetricScore:
         kind="rule_based",
         score=score,
         passed=not failed,
+        rating=settings.rating(evaluator.name, score),
         weight=evaluator.weight,
         reason="; ".join(failed),
         rules=outcomes,

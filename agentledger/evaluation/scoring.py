@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ from agentledger.models.gateway import ModelGateway
 from agentledger.replay.book import RecordedCall, RecordMode, ReplayBook, ReplayState
 
 JsonDict = dict[str, Any]
+IN_FLIGHT = 4096
+"""Scores handed to the writer and not yet committed, at most."""
 WINDOW_PER_SLOT = 4
 """Traces read ahead per judge slot in flight (bounds memory, keeps every slot busy)."""
 
@@ -204,6 +207,7 @@ class _Scorer:
             metadata={"correlation_id": experiment_id},
         )
         self.fold = EvaluationFold()
+        self._in_flight = threading.Semaphore(IN_FLIGHT)
         self.diverged = 0
         self.judge_calls = 0
         limits = settings.config.limits
@@ -212,24 +216,9 @@ class _Scorer:
         )
         self.gateways: dict[str, ModelGateway] = {}
 
-    def rated(self, score: MetricScore) -> MetricScore:
-        if score.score is None:
-            return score
-        bars = self.settings.thresholds_for(score.metric)
-        rating = (
-            "good" if score.score >= bars.good else "fair" if score.score >= bars.fair else "poor"
-        )
-        passed = score.passed
-        if score.kind == "llm_judge":
-            configured = score.metric in self.settings.thresholds
-            passed = score.score >= (
-                bars.good if configured else self.settings.config.aggregate.threshold
-            )
-        return score.model_copy(update={"rating": rating, "passed": passed})
-
     def rule_scores(self, trace: TraceView) -> list[MetricScore]:
         return [
-            self.rated(score_rules(e, trace))
+            score_rules(e, trace, self.settings)
             for e in self.settings.evaluators
             if isinstance(e, RuleEvaluator)
         ]
@@ -257,8 +246,13 @@ class _Scorer:
             tool_calls=len(fold.tool_calls),
             failed_tool_calls=trace.failed_tool_calls,
         )
-        self.recorder.record(payload)
+        # Bounded: scoring outpaces the writer, and a queue of every score would hold them all.
+        self._in_flight.acquire()
+        self.recorder.record(payload, callback=self._written)
         self.fold._scored(payload.model_dump(mode="json"))
+
+    def _written(self, result: Any, error: Any) -> None:
+        self._in_flight.release()
 
     # -- rules only: no event loop --
 
@@ -295,10 +289,9 @@ class _Scorer:
             token = ctx.activate()
             try:
                 for judge in judges:
-                    scores = await judge_trace(
-                        judge, self.gateway(judge), ctx, trace, self.settings.goal, self.budget
+                    results[judge.name] = await judge_trace(
+                        judge, self.gateway(judge), ctx, trace, self.settings, self.budget
                     )
-                    results[judge.name] = [self.rated(s) for s in scores]
             finally:
                 ctx.deactivate(token)
                 self.judge_calls += len(ctx.call_ids)
