@@ -266,7 +266,8 @@ def _generate(
 ) -> GenerationResult:
     from agentledger.generation import generate
     from agentledger.generation.config import api_key_for
-    from agentledger.generation.runner import check_output, model_endpoint
+    from agentledger.generation.output import check_output
+    from agentledger.generation.runner import model_endpoint
     from agentledger.workspace import Workspace
 
     check_output(Path(settings.output), overwrite)

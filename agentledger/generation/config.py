@@ -271,6 +271,13 @@ def _personas(items: list[Any], path: Path) -> list[GenerationPersona]:
         where = f"{path}: personas[{number}]"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise GenerationConfigError(f"{where} must be a mapping with a 'name'")
+        item = dict(item)
+        if "expertise" in item:  # the key FluxLoop's docs write for expertise_level
+            if "expertise_level" in item:
+                raise GenerationConfigError(
+                    f"{where}: 'expertise' and 'expertise_level' both set; keep one"
+                )
+            item["expertise_level"] = item.pop("expertise")
         known = {k: v for k, v in item.items() if k in PERSONA_KEYS}
         extra = {str(k): v for k, v in item.items() if k not in PERSONA_KEYS}
         for key in extra:

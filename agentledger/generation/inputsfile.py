@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
+import orjson
 
 from agentledger.errors import ConfigError
 from agentledger.events.generation import (
@@ -33,7 +33,6 @@ from agentledger.events.generation import (
 from agentledger.events.payloads import decode_payload
 
 _SPACES = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 
 
 class _Event(Protocol):
@@ -144,13 +143,69 @@ _TYPES = frozenset(
 )
 
 
-def _dump(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True).strip()
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_YAML_WORDS = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "null"])
+# Characters YAML may not hold raw in a double-quoted scalar (non-printable, or line
+# breaks that it would fold): written as escapes.
+_UNSAFE_YAML = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+    "\U00010000-\U0010ffff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def scalar(value: Any) -> str:
+    """One YAML scalar: identifiers and numbers plain, any other text double-quoted with
+    JSON's escapes (a valid YAML double-quoted scalar), so every text reads back as it was.
+    Written by hand: PyYAML's pure-Python emitter takes seconds on thousands of inputs."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return _UNSAFE_YAML.sub(_escape, orjson.dumps(text).decode())
+
+
+def _block(key: str, value: Any, indent: str = "") -> list[str]:
+    """``key: value`` as block YAML (mappings, lists of scalars or of flat mappings)."""
+    head = f"{indent}{scalar(key)}:"
+    if isinstance(value, dict):
+        if not value:
+            return [f"{head} {{}}"]
+        lines = [head]
+        for sub, item in value.items():
+            lines += _block(sub, item, indent + "  ")
+        return lines
+    if isinstance(value, list):
+        if not value:
+            return [f"{head} []"]
+        lines = [head]
+        for item in value:
+            if isinstance(item, dict):
+                pairs = [f"{scalar(k)}: {scalar(v)}" for k, v in item.items()]
+                lines.append(f"{indent}- {pairs[0]}")
+                lines += [f"{indent}  {pair}" for pair in pairs[1:]]
+            else:
+                lines.append(f"{indent}- {scalar(item)}")
+        return lines
+    return [f"{head} {scalar(value)}"]
+
+
+def _dump(value: dict[str, Any]) -> str:
+    return "\n".join(line for key, item in value.items() for line in _block(key, item))
 
 
 def _comment(text: str) -> str:
     """``text`` safe inside a one-line YAML comment (no line breaks or controls)."""
-    return _CONTROL.sub(" ", text)
+    return _UNSAFE_YAML.sub(" ", text.replace("\t", " ").replace("\n", " ").replace("\r", " "))
 
 
 def _header_time(started_at: str) -> str:

@@ -164,10 +164,7 @@ def _persona_based(text: str, persona: GenerationPersona | None, variation: int)
     if persona is None:
         return f"As a typical user: {text.strip()}"
     who = persona.name.replace("_", " ")
-    parts = [
-        f"As {'an' if persona.expertise_level[:1] in 'aeiou' else 'a'} "
-        f"{persona.expertise_level} {who}: {text.strip()}"
-    ]
+    parts = [f"Speaking as {who} ({persona.expertise_level} level): {text.strip()}"]
     details = [*(f"My goal is to {g[:1].lower()}{g[1:]}." for g in persona.goals)]
     details += [f"Note: {c}." for c in persona.characteristics]
     if details:

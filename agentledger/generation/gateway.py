@@ -1,14 +1,16 @@
-"""The mock provider for generation: variations answered in process, through the gateway.
+"""The generation's model gateway: the mock's variations in process, pooled connections.
 
 ``VariationModel`` is an in-process transport (like the agents' mock) that knows the
 plan: it finds the item whose prompt a request carries and answers with that item's
 deterministic variation (``agentledger.generation.variations``), as a real
 ``chat.completion``. ``GenerationGateway`` is the model gateway with that transport
-under the recording one, so the mock's calls are recorded like any provider's.
+under the recording one, so the mock's calls are recorded like any provider's; for a
+network provider it spreads the calls over several connection pools (``PooledTransport``).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,8 +89,36 @@ class VariationModel(MockModelTransport):
         )
 
 
+CALLS_PER_POOL = 8
+"""Calls in flight per connection pool: httpcore checks every connection of its pool each
+time it hands one out, so one pool of 64 connections costs 64 checks per request (most of
+the client's CPU at --parallel 64); eight pools of 8 cost 8."""
+
+
+class PooledTransport(httpx2.AsyncBaseTransport):
+    """Hands requests round-robin to several network transports, each its own pool."""
+
+    def __init__(self, pools: int) -> None:
+        from openai._constants import DEFAULT_CONNECTION_LIMITS
+
+        tls = httpx2.create_ssl_context()  # one, not one per pool: each loads the CA file
+        self._pools = [
+            httpx2.AsyncHTTPTransport(verify=tls, limits=DEFAULT_CONNECTION_LIMITS)
+            for _ in range(pools)
+        ]
+        self._next = itertools.cycle(self._pools)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await next(self._next).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
 class GenerationGateway(ModelGateway):
-    """The model gateway, with ``VariationModel`` as the mock provider's transport."""
+    """The model gateway, with ``VariationModel`` as the mock provider's transport and
+    ``parallel`` calls in flight spread over pools of ``CALLS_PER_POOL``."""
 
     def __init__(
         self,
@@ -96,11 +126,15 @@ class GenerationGateway(ModelGateway):
         endpoint: Endpoint,
         redactor: Redactor,
         mock: VariationModel | None = None,
+        parallel: int = 1,
     ) -> None:
         super().__init__(spec, endpoint, redactor)
         self._mock = mock
+        self._pools = max(1, -(-parallel // CALLS_PER_POOL))
 
     def _inner(self, asynchronous: bool) -> Any:
         if self.spec.provider == "mock" and self._mock is not None:
             return self._mock
+        if asynchronous and self._pools > 1:
+            return PooledTransport(self._pools)
         return super()._inner(asynchronous)
