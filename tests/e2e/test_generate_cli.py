@@ -6,14 +6,18 @@ process; the store is the project's SQLite file.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from agentledger.eventstore import EventStore
 from tests.generation.support import llm, write_config
 from tests.support.modelserver import ModelServer
-from tests.support.projects import agentledger
+from tests.support.projects import AGENTLEDGER, agentledger
 
 pytestmark = pytest.mark.slow
 
@@ -203,3 +207,37 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_records_the_interruption_and_writes_nothing(
+    tmp_path: Path, model_server: ModelServer
+) -> None:
+    model_server.latency = 0.2
+    project = write_config(
+        tmp_path / "proj", variation_count=5, input_generation=llm(model_server.base_url)
+    )
+    store = str(tmp_path / "ledger.db")
+    process = subprocess.Popen(
+        [AGENTLEDGER, "--store", store, "generate", "inputs", "--parallel", "2"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(model_server.requests) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert not (project / "inputs" / "generated.yaml").exists()
+    with EventStore.open(store, create=False) as opened:
+        last = list(opened.read_all())[-1]
+    assert last.type == "InputsGenerationInterrupted"
+    assert last.data["reason"] == "interrupted"
+    again = agentledger(
+        "generate", "inputs", "--replay", last.data["generation_id"], cwd=project, store=store
+    )
+    assert again.returncode == 2
+    assert "was interrupted" in again.stderr

@@ -220,3 +220,26 @@ def test_reply_text_trimming() -> None:
     assert trim_reply("\u201cCurly\u201d") == "Curly"
     with pytest.raises(ValueError, match="holds tool calls"):
         reply_text(b'{"choices": [{"message": {"content": null, "tool_calls": [{}]}}]}')
+
+
+def test_request_timeout_bounds_each_call(
+    tmp_path: Path, store: EventStore, model_server: ModelServer
+) -> None:
+    model_server.hang_seconds = 1.5
+    model_server.fail_next("timeout", times=3)  # the first try and the client's two retries
+    result = run(
+        tmp_path,
+        store,
+        personas=[],
+        base_inputs=[{"input": "hi"}],
+        variation_strategies=["typo"],
+        input_generation=llm(model_server.base_url, request_timeout=0.2),
+    )
+    assert result.view.failed == 1
+    assert "APITimeoutError" in (result.view.first_failure or "")
+    failed = [
+        e.data["error_type"]
+        for e in store.read_stream(generation_stream(result.generation_id))
+        if e.type == "ModelCallFailed"
+    ]
+    assert failed == ["Timeout", "Timeout", "Timeout"]
