@@ -228,7 +228,7 @@ class _Scorer:
         config = self.settings.config.aggregate
         value = aggregate(scores, config.method)
         fold = trace.trace
-        payload = TraceScored.model_construct(  # built from checked values (see rules.py)
+        payload = TraceScored(
             evaluation_id=self.evaluation_id,
             trace_id=fold.trace_id,
             slot=fold.slot,

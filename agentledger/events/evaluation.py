@@ -88,6 +88,8 @@ class MetricScore(_Part):
     reason: str = ""
     """The judge's reason, the failed rules, or why there is no score."""
     rules: list[RuleOutcome] = Field(default_factory=list)
+    """Rule evaluators: the rules that failed or scored between 0 and 1 (``similarity``),
+    with what was found; a rule not listed passed."""
     judge_calls: list[str] = Field(default_factory=list)
     """Call ids of the judge calls behind this score (every sample and retry), in order."""
     samples: list[float | str] = Field(default_factory=list)

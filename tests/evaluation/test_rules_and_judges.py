@@ -16,7 +16,7 @@ from agentledger.evaluation.config import (
     _rule,
 )
 from agentledger.evaluation.judge import Reading, combine, parse_reply, render_prompt
-from agentledger.evaluation.rules import score_rules
+from agentledger.evaluation.rules import CHECKS, score_rules
 from agentledger.evaluation.traces import TraceView
 from agentledger.projections.folds import TraceFold
 
@@ -37,8 +37,8 @@ def trace(output: Any = "The notebook is ready.", **changes: Any) -> TraceView:
 
 
 def check(rule: dict[str, Any], view: TraceView) -> tuple[bool, float, str]:
-    evaluator = RuleEvaluator("r", 1.0, (_rule(rule, "test"),))
-    outcome = score_rules(evaluator, view, SETTINGS).rules[0]
+    parsed = _rule(rule, "test")
+    outcome = CHECKS[parsed.check](parsed, view)
     return outcome.passed, outcome.score, outcome.detail
 
 
@@ -107,6 +107,7 @@ def test_evaluator_score_is_the_mean_of_its_rules() -> None:
     score = score_rules(RuleEvaluator("r", 1.0, rules), trace(), SETTINGS)
     assert (score.score, score.passed, score.rating) == (0.5, False, "fair")
     assert score.reason == "latency_under: 120 ms of 1"
+    assert [r.check for r in score.rules] == ["latency_under"]  # the passed rule is implied
 
 
 def judge(**config: Any) -> JudgeEvaluator:
