@@ -16,8 +16,11 @@ from __future__ import annotations
 
 # ruff: noqa: E402  (imports follow the sys.path set-up below)
 import argparse
+import os
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from benchlib import repo_first
@@ -25,7 +28,7 @@ from benchlib import repo_first
 repo_first()
 
 import yaml
-from benchlib import AGENTLEDGER, machine, median, run_command
+from benchlib import AGENTLEDGER, machine, median
 
 from tests.support.modelserver import ModelServer
 
@@ -46,6 +49,24 @@ def make_project(root: Path) -> Path:
     }
     (root / "configs" / "input.yaml").write_text(yaml.safe_dump(config))
     return root
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (KB) of ``command``; the
+    CPU time says how much of the wall clock the shared machine's load added."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%U %S %M", *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {proc.stderr[-2000:]}")
+    user, system, rss = proc.stderr.strip().splitlines()[-1].split()
+    return wall, float(user) + float(system), int(rss)
 
 
 def generation_id(text: str) -> str:
@@ -75,7 +96,8 @@ def main() -> None:
                     "--base-url",
                     server.base_url,
                 ]
-                seconds, rss = run_command(command, project)
+                load = os.getloadavg()[0]
+                seconds, cpu, rss = timed(command, project)
                 written = (project / "inputs" / "generated.yaml").read_bytes()
                 entries = yaml.safe_load(written)["inputs"]
                 assert len(entries) == 1000, f"expected 1,000 inputs, got {len(entries)}"
@@ -89,13 +111,14 @@ def main() -> None:
                     "-o",
                     "replayed.yaml",
                 ]
-                again, replay_rss = run_command(replay, project)
+                again, again_cpu, replay_rss = timed(replay, project)
                 assert (project / "replayed.yaml").read_bytes() == written, "replay differs"
                 replay_s.append(again)
                 print(
-                    f"round {number + 1}: generate 1,000 calls {seconds:.2f} s "
-                    f"(peak RSS {rss // 1024} MB); replay {again:.2f} s "
-                    f"(peak RSS {replay_rss // 1024} MB), file identical"
+                    f"round {number + 1} (load average {load:.1f}): generate 1,000 calls "
+                    f"{seconds:.2f} s ({cpu:.2f} s CPU, peak RSS {rss // 1024} MB); replay "
+                    f"{again:.2f} s ({again_cpu:.2f} s CPU, peak RSS {replay_rss // 1024} MB), "
+                    "file identical"
                 )
             finally:
                 shutil.rmtree(work, ignore_errors=True)

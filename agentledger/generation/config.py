@@ -380,7 +380,10 @@ def _model(file: InputFileConfig, flags: Flags, mode: str, path: Path) -> ModelS
             f"{where} {provider!r}: {_near(provider, tuple(DEFAULT_MODELS))}use one of "
             "openai, anthropic, mock"
         )
-    name = flags.llm_model or (llm.model if mode == "llm" else None) or DEFAULT_MODELS[provider]
+    # The configured model belongs to the configured provider: not to the mock of
+    # deterministic mode, nor to another provider named by --llm-provider.
+    configured = llm.model if mode == "llm" and provider == llm.provider else None
+    name = flags.llm_model or configured or DEFAULT_MODELS[provider]
     base_url = flags.base_url or llm.base_url
     if provider == "mock":
         if name != MOCK_MODEL:

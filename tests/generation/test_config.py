@@ -189,3 +189,13 @@ def test_api_key_order_is_flag_then_config_then_fluxloops_variable(tmp_path: Pat
         tmp_path, input_generation={"llm": {"enabled": True, "api_key": "sk-config-0001"}}
     )
     assert api_key_for(configured, env, None) is None  # the spec's own key is used
+
+
+def test_another_provider_flag_does_not_take_the_configured_model(tmp_path: Path) -> None:
+    config = {"llm": {"enabled": True, "provider": "openai", "model": "gpt-4o"}}
+    switched = settings(tmp_path, Flags(llm_provider="anthropic"), input_generation=config)
+    assert switched.model.label == "anthropic:claude-3-5-haiku-latest"
+    assert settings(tmp_path, Flags(llm_provider="mock"), input_generation=config).model.label == (
+        "mock:variations"
+    )
+    assert settings(tmp_path, input_generation=config).model.label == "openai:gpt-4o"
