@@ -12,6 +12,7 @@ run they pass requests through untouched. Headers are never recorded, so neither
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -27,6 +28,7 @@ from agentledger.events.payloads import (
     ModelCallStarted,
     Payload,
 )
+from agentledger.eventstore.envelope import escape_surrogates
 from agentledger.eventstore.redaction import Redactor
 from agentledger.models.fingerprint import endpoint_of, fingerprint
 from agentledger.models.mock import EventStreamBody, error_body, sse_event
@@ -34,6 +36,19 @@ from agentledger.replay.book import Divergence, RecordedCall, RecordMode, Replay
 
 JsonDict = dict[str, Any]
 _BODY_LIMIT = 4000  # characters of an error body kept in ModelCallFailed
+_NOT_JSON = (ValueError, RecursionError)
+"""What ``_loads`` raises for a body that is not JSON (or nested past any sane depth)."""
+
+
+def _loads(data: bytes) -> Any:
+    """JSON as a server or client sends it. orjson refuses an escaped lone surrogate
+    (``"\\ud800"``), which JSON allows and the ``openai`` client accepts: such a body is
+    parsed by the standard library, each lone surrogate kept as its escape text (what the
+    store would make of it), so it is recorded, fingerprinted and replayed like any other."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return escape_surrogates(json.loads(data))
 
 
 class CallSink(Protocol):
@@ -67,8 +82,8 @@ class _Parsed:
 
 def _parse(request: httpx2.Request, content: bytes, redactor: Redactor) -> _Parsed:
     try:
-        body: Any = orjson.loads(content) if content else {}
-    except orjson.JSONDecodeError:
+        body: Any = _loads(content) if content else {}
+    except _NOT_JSON:
         body = {"unparsed_body": content.decode("utf-8", "replace")}
     if redactor.needs_scrub(content):
         body = redactor.scrub(body)
@@ -164,8 +179,8 @@ class _SSEParser:
             self.done = True
             return
         try:
-            parsed = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            parsed = _loads(data)
+        except _NOT_JSON:
             parsed = {"malformed": data.decode("utf-8", "replace")}
         self.chunks.append(parsed if isinstance(parsed, dict) else {"value": parsed})
 
@@ -314,8 +329,8 @@ class _Call:
         status = response.status_code
         text = content.decode("utf-8", "replace")
         try:
-            body = orjson.loads(content)
-        except orjson.JSONDecodeError:
+            body = _loads(content)
+        except _NOT_JSON:
             body = None
         if status >= 400 or not isinstance(body, dict):
             detail = body.get("error") if isinstance(body, dict) else None

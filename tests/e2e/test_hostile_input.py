@@ -297,3 +297,36 @@ def test_manual_tool_approval_on_a_single_turn_experiment_is_refused_not_ignored
     assert result.returncode == 2
     assert "this experiment is single-turn (its tools run approved)" in result.stderr
     assert not (project / "experiments").exists() or not any((project / "experiments").iterdir())
+
+
+MODEL_AGENT = """
+def run(input_text, ctx):
+    return ctx.openai.chat.completions.create(
+        model=ctx.model, messages=[{"role": "user", "content": input_text}]
+    ).choices[0].message.content
+"""
+
+
+def test_a_model_response_with_an_escaped_lone_surrogate_is_recorded_and_replays(
+    tmp_path: Path,
+) -> None:
+    # JSON allows "\ud800" and the openai client accepts it; orjson does not, and the call
+    # used to be recorded as failed (MalformedResponse) while the agent went on with it.
+    with ModelServer() as server:
+        server.replies = [BAD]
+        project = make_project(
+            tmp_path / "proj", agent=MODEL_AGENT, inputs=[{"input": "q"}], iterations=1,
+            simulation={"model": {"provider": "openai", "name": "m", "base_url": server.base_url}},
+        )  # fmt: skip
+        env = {"OPENAI_API_KEY": "sk-test-hostile"}
+        result = agentledger("run", "experiment", "--yes", cwd=project, env=env)
+    assert result.returncode == 0, result.stderr
+    with EventStore.open(str(project / ".agentledger" / "ledger.db"), create=False) as store:
+        calls = [e for e in store.read_all() if e.type.startswith("ModelCall")]
+    assert [e.type for e in calls] == ["ModelCallStarted", "ModelCallCompleted"]
+    [choice] = calls[1].data["response"]["choices"]
+    assert choice["message"]["content"] == STORED
+    # The server is gone: the replay is answered from the log alone.
+    replayed = agentledger("replay", experiment_id(result), cwd=project)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "Replay: 1 identical, 0 output changed, 0 diverged" in replayed.stdout
