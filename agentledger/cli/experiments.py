@@ -24,13 +24,15 @@ def experiments() -> None:
 @pass_state
 def list_experiments(state: AppState) -> None:
     """Every experiment, oldest first: id, name, status, runs, start time."""
-    from agentledger.projections.folds import ExperimentFold
+    from agentledger.projections.folds import ExperimentFold, malformed
 
     with state.read_store() as store:
         folds: dict[str, ExperimentFold] = {}
         kinds = ["ExperimentStarted", "ExperimentCompleted", "ExperimentInterrupted"]
         for ev in store.read_all(types=[*kinds, "ExperimentResumed"]):
-            experiment_id = ev.data["experiment_id"]
+            experiment_id = ev.data.get("experiment_id") if isinstance(ev.data, dict) else None
+            if not isinstance(experiment_id, str):  # a damaged or tampered log
+                raise malformed(ev, KeyError("experiment_id"))
             folds.setdefault(experiment_id, ExperimentFold()).apply(ev)
     if not folds:
         echo("No experiments in the store yet.")

@@ -43,12 +43,18 @@ def experiment_starts(store: EventStore) -> Iterator[StoredEvent]:
 
 def list_experiments(store: EventStore) -> list[ExperimentRef]:
     """Every experiment in the store, oldest first."""
-    return [
-        ExperimentRef(
-            ev.data["experiment_id"], ev.data.get("name", ""), ev.recorded_at, ev.position
-        )
-        for ev in experiment_starts(store)
-    ]
+    from agentledger.projections.folds import malformed
+
+    refs = []
+    for ev in experiment_starts(store):
+        try:
+            experiment_id, name = ev.data["experiment_id"], ev.data.get("name", "")
+            if not isinstance(experiment_id, str) or not isinstance(name, str):
+                raise TypeError("its experiment_id or name is not text")
+        except (KeyError, TypeError, AttributeError) as exc:  # a damaged or tampered log
+            raise malformed(ev, exc) from None
+        refs.append(ExperimentRef(experiment_id, name, ev.recorded_at, ev.position))
+    return refs
 
 
 def resolve_experiment(store: EventStore, ref: str) -> ExperimentRef:

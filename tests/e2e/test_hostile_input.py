@@ -330,3 +330,34 @@ def test_a_model_response_with_an_escaped_lone_surrogate_is_recorded_and_replays
     replayed = agentledger("replay", experiment_id(result), cwd=project)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "Replay: 1 identical, 0 output changed, 0 diverged" in replayed.stdout
+
+
+def test_an_experiment_start_that_lost_its_id_is_a_one_line_error_in_every_command(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    project = make_project(tmp_path / "proj", iterations=1)
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 0, result.stderr
+    experiment = experiment_id(result)
+    # A flipped byte inside a key: still JSON, no longer what ExperimentStarted holds.
+    with sqlite3.connect(project / ".agentledger" / "ledger.db") as conn:
+        conn.execute(
+            "UPDATE events SET data = replace(data, '\"experiment_id\"', '\"experiment_iD\"') "
+            "WHERE type = 'ExperimentStarted'"
+        )
+    for args in (
+        ["experiments", "list"],
+        ["experiments", "show", experiment],
+        ["report", "show", experiment],
+        ["diff", experiment, experiment],
+        ["replay", experiment],
+    ):
+        shown = agentledger(*args, cwd=project)
+        assert shown.returncode == 2, (args, shown.stderr)
+        assert shown.stderr == (
+            f"Error: event at position 1 (experiment-{experiment} v1, ExperimentStarted) does "
+            "not hold what a ExperimentStarted holds (KeyError: 'experiment_id'); the log is "
+            "damaged: run `agentledger verify`\n"
+        ), args
