@@ -203,12 +203,14 @@ def _print_plan(settings: GenerationSettings) -> None:
     )
     cut = f" (--limit {settings.limit}: {len(items)})" if len(items) < full else ""
     echo(
-        f"Plan: {len(settings.base_inputs)} base inputs x {max(1, len(settings.personas))} "
-        f"personas x {len(settings.strategies)} strategies x {settings.variation_count} "
+        f"Plan: {len(settings.base_inputs)} base inputs x "
+        f"{f'{len(settings.personas)} personas' if settings.personas else 'a generic user'} "
+        f"x {len(settings.strategies)} strategies x {settings.variation_count} "
         f"variations = {full} calls{cut}, model {settings.model.label} ({settings.mode}), "
         f"parallel {settings.parallel}"
     )
-    echo(f"Output: {settings.output}")
+    exists = " (exists: writing it needs --overwrite)" if Path(settings.output).exists() else ""
+    echo(f"Output: {settings.output}{exists}")
     if settings.system_prompt:
         echo("System prompt:")
         echo(_indent(settings.system_prompt))
