@@ -9,10 +9,12 @@ section. Records are shown as recorded: their scalar fields, by trace when they 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from agentledger.events.payloads import Payload
+from agentledger.eventstore.envelope import StoredEvent
 from agentledger.eventstore.store import EventStore
 
 SCALAR_FIELDS = 6
@@ -37,11 +39,17 @@ class EvaluationRecord:
         return ", ".join(f"{k}={v}" for k, v in self.fields)
 
 
+def _catalog() -> Any:
+    try:
+        return importlib.import_module("agentledger.events.evaluation")
+    except ImportError:
+        return None
+
+
 def evaluation_types() -> list[str]:
     """The event types ``agentledger.events.evaluation`` registers (none before it exists)."""
-    try:
-        module = importlib.import_module("agentledger.events.evaluation")
-    except ImportError:
+    module = _catalog()
+    if module is None:
         return []
     return sorted(
         value.event_type
@@ -66,8 +74,19 @@ def evaluation_results(
     types = evaluation_types()
     if not types:
         return []
+    prefix = getattr(_catalog(), "experiment_evaluations_prefix", None)
+    if callable(prefix):
+        # The evaluation streams of the experiment, over the stream index: a read by
+        # correlation id would filter every event of a large experiment for a few.
+        wanted = set(types)
+        events: Iterable[StoredEvent] = (
+            ev for ev in store.read_prefix(prefix(correlation_id), until=until) if ev.type in wanted
+        )
+        events = sorted(events, key=lambda ev: ev.position)
+    else:
+        events = store.read_all(types=types, correlation_id=correlation_id, until=until)
     records = []
-    for ev in store.read_all(types=types, correlation_id=correlation_id, until=until):
+    for ev in events:
         fields = []
         for key, value in ev.data.items():
             text = _scalar(value)

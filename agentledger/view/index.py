@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
+from typing import Any
 
 from agentledger.events.streams import (
     TRACE_PREFIX,
@@ -106,6 +107,7 @@ class ExperimentIndex:
     running: dict[str, MatrixRow] = field(default_factory=dict)
     """Traces started and not finished, by id."""
     _ordered: list[MatrixRow] | None = None
+    _memo: dict[str, Any] = field(default_factory=dict)
 
     def build(self, store: EventStore) -> ExperimentIndex:
         """Fold the experiment from the log (as of ``until``, or the log's end now)."""
@@ -122,6 +124,7 @@ class ExperimentIndex:
             self.experiment.apply(ev)
         self.acc = SummaryAccumulator()
         self.rows, self.running, self._ordered = {}, {}, None
+        self._memo = {}
         prefix = experiment_traces_prefix(self.experiment_id)
         for fold in fold_streams(store.read_prefix_folds(prefix, until=top)):
             self._take(fold)
@@ -153,7 +156,6 @@ class ExperimentIndex:
             elif ev.stream_id.startswith(TRACE_PREFIX):
                 touched.add(ev.stream_id[len(TRACE_PREFIX) :])
         if touched & self.rows.keys():
-            self.until = None
             self.build(store)  # a counted trace ran again: count everything afresh
             return True
         for trace_id in sorted(touched):
@@ -164,6 +166,7 @@ class ExperimentIndex:
         self.position = top
         if changed:
             self._ordered = None
+            self._memo = {}
         return changed
 
     # --- what the pages read ---------------------------------------------------------------
@@ -171,6 +174,12 @@ class ExperimentIndex:
     def summary(self) -> JsonDict:
         """summary.json of the experiment as of ``position`` (the report's own function)."""
         return summary_document(self.experiment, self.acc)
+
+    def memo(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept until the index changes (what pages derive from it)."""
+        if name not in self._memo:
+            self._memo[name] = compute()
+        return self._memo[name]
 
     def ordered(self) -> list[MatrixRow]:
         """Every trace (finished and running) in plan order."""

@@ -120,7 +120,7 @@ def _list_row(ledger: Ledger, entry: Entry) -> dict[str, Any]:
         row.update(ok=None, failed=None, tokens=figures.total_tokens, runs=figures.turns)
         return row
     index = ledger.indexes.get(entry.ref)
-    summary = index.summary()
+    summary = index.memo("summary", index.summary)
     row.update(
         ok=summary["successful"],
         failed=summary["failed"],
@@ -160,14 +160,8 @@ def experiment_page(
         raise BadRequestError(f"status {status!r} is not one of {', '.join(STATUSES)}")
     experiment_id = ledger.catalog.experiment_id(ref)
     index = ledger.indexes.get(experiment_id)
-    summary = index.summary()
-    ordered = sorted(index.acc.durations_us)
-    marks = {
-        "p50": percentile_ms(ordered, 0.5),
-        "p90": percentile_ms(ordered, 0.9),
-        "p95": percentile_ms(ordered, 0.95),
-        "p99": percentile_ms(ordered, 0.99),
-    }
+    summary = index.memo("summary", index.summary)
+    marks, histogram = index.memo("durations", lambda: _durations(index))
     rows = index.filter(status=status, persona=persona, text=q)
     paging = _pages(len(rows), MATRIX_PAGE, page_number(page))
     records = evaluation_results(ledger.store, experiment_id, ledger.until)
@@ -177,14 +171,14 @@ def experiment_page(
         "experiment": fold,
         "summary": summary,
         "percentiles": marks,
-        "histogram": duration_histogram([us / 1000 for us in ordered], marks),
+        "histogram": histogram,
         "persona_chart": success_bars(summary["by_persona"]) if summary["by_persona"] else "",
-        "failures": failure_groups(index),
+        "failures": index.memo("failures", lambda: failure_groups(index)),
         "finished": len(index.rows),
         "in_flight": len(index.running),
         "matrix": rows[paging["start"] : paging["start"] + MATRIX_PAGE],
         "inputs": {i.get("index"): i.get("input", "") for i in fold.plan.get("inputs", [])},
-        "personas": index.personas(),
+        "personas": index.memo("personas", index.personas),
         "filters": {"status": status, "persona": persona, "q": q},
         "statuses": STATUSES,
         "paging": paging,
@@ -193,6 +187,18 @@ def experiment_page(
         "position": index.position,
         "live": _live(ledger, fold.status == "running", experiment=experiment_id),
     }
+
+
+def _durations(index: ExperimentIndex) -> tuple[dict[str, float], Any]:
+    """The percentiles of the finished runs' durations and their histogram."""
+    ordered = sorted(index.acc.durations_us)
+    marks = {
+        "p50": percentile_ms(ordered, 0.5),
+        "p90": percentile_ms(ordered, 0.9),
+        "p95": percentile_ms(ordered, 0.95),
+        "p99": percentile_ms(ordered, 0.99),
+    }
+    return marks, duration_histogram([us / 1000 for us in ordered], marks)
 
 
 def failure_groups(index: ExperimentIndex) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ shared by the viewer's unit tests and the browser tests.
 Experiment A runs three inputs x 2 iterations: a plain question, a hostile one (a
 ``<script>`` that would set ``window.__pwned``, and an ``<img onerror>``), and one its
 agent fails on (``boom``). Experiment B runs the same inputs with an agent that fails on
-the plain question instead: a regression for ``agentledger diff``. A multi-turn experiment
+the plain question instead: a regression for ``agentledger diff``. A is then scored by
+``agentledger evaluate`` (one rule). A multi-turn experiment
 records turns and a supervisor. A ``run agent`` session records a hostile message too.
 """
 
@@ -47,6 +48,17 @@ def run(input_text, messages, history, conversation_state, ctx):
 """
 
 
+EVALUATION = """
+evaluators:
+  - name: answered
+    type: rule_based
+    rules:
+      - check: contains
+        keywords: [notebook]
+aggregate: {method: weighted_sum, threshold: 0.5}
+"""
+
+
 @dataclass(frozen=True)
 class Recorded:
     """Where the log is and what is in it."""
@@ -58,6 +70,7 @@ class Recorded:
     multi: str
     session: str
     a_folder: Path
+    b_folder: Path
 
 
 def _agent(fail_on: str) -> str:
@@ -76,8 +89,11 @@ def record(root: Path) -> Recorded:
     simulation = {"model": "mock:echo", "output": {"html": True}}
     project_a = make_project(root / "a", agent=_agent("boom"), inputs=INPUTS, simulation=simulation)
     run_a = _run(project_a, store)
+    (project_a / "configs" / "evaluation.yaml").write_text(EVALUATION)
+    scored = agentledger("evaluate", experiment_id(run_a), cwd=project_a, store=store)
+    assert scored.returncode in (0, 1), scored.stderr
     project_b = make_project(
-        root / "b", agent=_agent("notebook"), inputs=INPUTS, simulation={"model": "mock:echo"}
+        root / "b", agent=_agent("notebook"), inputs=INPUTS, simulation=simulation
     )
     run_b = _run(project_b, store)
     multi = make_project(
@@ -114,7 +130,6 @@ def record(root: Path) -> Recorded:
         for line in (session.stdout + session.stderr).splitlines()
         if line.startswith("Session: ")
     )
-    folder = next((project_a / "experiments").iterdir())
     return Recorded(
         root,
         store,
@@ -122,7 +137,8 @@ def record(root: Path) -> Recorded:
         experiment_id(run_b),
         experiment_id(run_multi),
         session_id,
-        folder,
+        next((project_a / "experiments").iterdir()),
+        next((project_b / "experiments").iterdir()),
     )
 
 

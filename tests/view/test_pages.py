@@ -275,3 +275,21 @@ def test_serving_every_page_leaves_the_store_file_unchanged(recorded: Recorded) 
     files = sorted(Path(recorded.store).parent.glob("ledger.db*"))
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     assert after == before
+
+
+def test_evaluation_results_show_where_the_log_has_them(
+    client: TestClient, recorded: Recorded
+) -> None:
+    listing = get(client, "/")
+    row_a = listing[listing.index(f"<code>{recorded.a}</code>") :].split("</tr>")[0]
+    assert "pass_rate=" in row_a
+    row_b = listing[listing.index(f"<code>{recorded.b}</code>") :].split("</tr>")[0]
+    assert "pass_rate=" not in row_b
+    experiment = get(client, f"/experiments/{recorded.a}")
+    assert 'id="evaluation"' in experiment and "TraceScored" in experiment
+    assert 'id="evaluation"' not in get(client, f"/experiments/{recorded.b}")
+    trace = get(client, f"/traces/{recorded.a}-000000")
+    assert "TraceScored: verdict=PASS" in trace
+    assert "TraceScored: verdict=FAIL" in get(client, f"/traces/{recorded.a}-000002")
+    diff = get(client, f"/diff?a={recorded.a}&b={recorded.b}")
+    assert "score: verdict=PASS" in diff

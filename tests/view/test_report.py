@@ -16,10 +16,23 @@ from tests.view.recorded import ESCAPED, HOSTILE, Recorded
 def test_report_html_is_the_file_the_run_wrote(recorded: Recorded, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     result = agentledger(
+        "report", "html", recorded.b, "-o", str(out), cwd=tmp_path, store=recorded.store
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == (recorded.b_folder / "report.html").read_bytes()
+
+
+def test_report_html_adds_the_evaluation_recorded_since(recorded: Recorded, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    result = agentledger(
         "report", "html", recorded.a, "-o", str(out), cwd=tmp_path, store=recorded.store
     )
     assert result.returncode == 0, result.stderr
-    assert out.read_bytes() == (recorded.a_folder / "report.html").read_bytes()
+    html = out.read_text()
+    assert '<section id="evaluation">' in html and "EvaluationCompleted" in html
+    assert '"scores":{"' + recorded.a + '-000000":"verdict=PASS' in html
+    folder = (recorded.a_folder / "report.html").read_text()
+    assert '<section id="evaluation">' not in folder
 
 
 def test_report_rebuild_writes_the_same_report_html(recorded: Recorded, tmp_path: Path) -> None:
