@@ -31,6 +31,11 @@ from agentledger.eventstore.envelope import FoldableEvent
 
 JsonDict = dict[str, Any]
 SUMMARY_FILE = "summary.json"
+_MEASURES = (
+    ("output_tokens", "output_tokens"),
+    ("conversation_depth", "conversation_depth"),
+    ("latency", "latency_ms"),
+)
 SCORES_FILE = "scores.jsonl"
 
 
@@ -38,14 +43,28 @@ SCORES_FILE = "scores.jsonl"
 class _Metric:
     kind: str
     evaluator: str
-    scores: list[float] = field(default_factory=list)
+    total: float = 0.0
+    scored: int = 0
+    low: float | None = None
+    high: float | None = None
     unscored: int = 0
     passed: int = 0
     labels: Counter[str] = field(default_factory=Counter)
     ratings: Counter[str] = field(default_factory=Counter)
 
+    def add(self, score: float) -> None:
+        self.total += score
+        self.scored += 1
+        self.low = score if self.low is None else min(self.low, score)
+        self.high = score if self.high is None else max(self.high, score)
+
+    @property
+    def mean(self) -> float | None:
+        # Folded in stream order (plan order) every time: the same sum, the same bytes.
+        return round(self.total / self.scored, 6) if self.scored else None
+
     def row(self) -> JsonDict:
-        scored = len(self.scores)
+        scored = self.scored
         return {
             "kind": self.kind,
             "evaluator": self.evaluator,
@@ -53,9 +72,9 @@ class _Metric:
             "unscored": self.unscored,
             "passed": self.passed,
             "pass_rate": _ratio(self.passed, scored),
-            "mean": _mean(self.scores),
-            "min": min(self.scores) if self.scores else None,
-            "max": max(self.scores) if self.scores else None,
+            "mean": self.mean,
+            "min": self.low,
+            "max": self.high,
             "ratings": {k: self.ratings[k] for k in ("good", "fair", "poor")},
             "labels": dict(sorted(self.labels.items())),
         }
@@ -64,31 +83,34 @@ class _Metric:
 @dataclass
 class _Group:
     traces: int = 0
-    aggregates: list[float] = field(default_factory=list)
+    aggregate_total: float = 0.0
+    aggregated: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
 
     def add(self, data: JsonDict) -> None:
         self.traces += 1
         if data["aggregate"] is not None:
-            self.aggregates.append(data["aggregate"])
+            self.aggregate_total += data["aggregate"]
+            self.aggregated += 1
         self.verdicts[data["verdict"]] += 1
+
+    @property
+    def mean_aggregate(self) -> float | None:
+        if not self.aggregated:
+            return None
+        return round(self.aggregate_total / self.aggregated, 6)
 
     def row(self) -> JsonDict:
         return {
             "traces": self.traces,
             "pass_rate": _ratio(self.verdicts["PASS"], self.traces),
-            "mean_aggregate": _mean(self.aggregates),
+            "mean_aggregate": self.mean_aggregate,
             "verdicts": {v: self.verdicts[v] for v in VERDICTS},
         }
 
 
 def _ratio(part: int, whole: int) -> float:
     return round(part / whole, 6) if whole else 0.0
-
-
-def _mean(values: list[float]) -> float | None:
-    # math.fsum: the same total whatever the order the values came in.
-    return round(math.fsum(values) / len(values), 6) if values else None
 
 
 class EvaluationFold:
@@ -104,12 +126,9 @@ class EvaluationFold:
         self.overall = _Group()
         self.personas: dict[str, _Group] = {}
         self.success = 0
-        self.latencies: list[float] = []
-        self.efficiency: dict[str, list[tuple[str, float]]] = {
-            "output_tokens": [],
-            "conversation_depth": [],
-            "latency": [],
-        }
+        self.latency_total = 0.0
+        self.latency_max = 0.0
+        self.efficiency: dict[str, list[tuple[str, float]]] = {}
         self.tool_calls = 0
         self.failed_tool_calls = 0
         self.judge_calls = 0
@@ -142,6 +161,10 @@ class EvaluationFold:
         """Fold ``EvaluationStarted``'s data: the config and the metrics to expect."""
         self.started = data
         self.config = EvaluationConfig.model_validate(data["config"])
+        for name, _ in _MEASURES:
+            check = getattr(self.config.efficiency, name)
+            if check is not None and check.enabled:
+                self.efficiency[name] = []
         for name in data["metrics"]:
             self.metrics[name] = _Metric("", "")
 
@@ -151,11 +174,16 @@ class EvaluationFold:
             persona = data.get("persona") or "(none)"
             self.personas.setdefault(persona, _Group()).add(data)
         self.success += bool(data["success"])
-        self.latencies.append(data["latency_ms"])
+        latency = data["latency_ms"]
+        self.latency_total += latency
+        self.latency_max = max(self.latency_max, latency)
+        # Kept per trace only for the outlier checks configured (two passes: stats, then
+        # the traces beyond them).
         trace_id = data["trace_id"]
-        self.efficiency["output_tokens"].append((trace_id, data["output_tokens"]))
-        self.efficiency["conversation_depth"].append((trace_id, data["conversation_depth"]))
-        self.efficiency["latency"].append((trace_id, data["latency_ms"]))
+        for name, key in _MEASURES:
+            values = self.efficiency.get(name)
+            if values is not None:
+                values.append((trace_id, data[key]))
         self.tool_calls += data.get("tool_calls", 0)
         self.failed_tool_calls += data.get("failed_tool_calls", 0)
         for score in data["scores"]:
@@ -164,7 +192,7 @@ class EvaluationFold:
             if score["score"] is None:
                 metric.unscored += 1
                 continue
-            metric.scores.append(score["score"])
+            metric.add(score["score"])
             metric.passed += bool(score.get("passed"))
             if score.get("label"):
                 metric.labels[score["label"]] += 1
@@ -203,7 +231,7 @@ class EvaluationFold:
             check: OutlierConfig | None = getattr(self.config.efficiency, name)
             if check is None or not check.enabled:
                 continue
-            values = self.efficiency[name]
+            values = self.efficiency.get(name, [])
             numbers = [v for _, v in values]
             mean = math.fsum(numbers) / len(numbers) if numbers else 0.0
             var = math.fsum((v - mean) ** 2 for v in numbers) / len(numbers) if numbers else 0.0
@@ -249,11 +277,11 @@ class EvaluationFold:
                 success_rate >= perf.success_rate,
             )
         if perf.avg_response_time is not None and perf.avg_response_time.enabled:
-            avg = _mean(self.latencies) or 0.0
+            avg = round(self.latency_total / total, 6) if total else 0.0
             bar = perf.avg_response_time.threshold_ms
             add("performance.avg_response_time", f"<= {bar:g} ms", avg, avg <= bar)
         if perf.max_response_time is not None and perf.max_response_time.enabled:
-            top = max(self.latencies, default=0.0)
+            top = self.latency_max
             bar = perf.max_response_time.threshold_ms
             add("performance.max_response_time", f"<= {bar:g} ms", top, top <= bar)
         if perf.error_rate is not None and perf.error_rate.enabled:
@@ -268,7 +296,7 @@ class EvaluationFold:
                 self.pass_rate >= quality.pass_rate,
             )
         if quality.mean_score is not None:
-            mean = _mean(self.overall.aggregates)
+            mean = self.overall.mean_aggregate
             add(
                 "quality.mean_score",
                 f">= {quality.mean_score:g}",
@@ -276,7 +304,7 @@ class EvaluationFold:
                 mean is not None and mean >= quality.mean_score,
             )
         for metric, least in quality.min_scores.items():
-            mean = _mean(self.metrics[metric].scores) if metric in self.metrics else None
+            mean = self.metrics[metric].mean if metric in self.metrics else None
             add(
                 f"quality.min_scores.{metric}",
                 f">= {least:g}",
@@ -335,7 +363,7 @@ class EvaluationFold:
             "aggregate": {
                 "method": aggregate.method,
                 "threshold": aggregate.threshold,
-                "mean": _mean(self.overall.aggregates),
+                "mean": self.overall.mean_aggregate,
                 "pass_rate": self.pass_rate,
             },
             "verdicts": {v: self.overall.verdicts[v] for v in VERDICTS},

@@ -255,3 +255,27 @@ def test_summary_is_plain_json(project: Path) -> None:
     configure(project, RULES)
     outcome = evaluate("demo", project, store=project / "ledger.db")
     assert orjson.loads((outcome.output_dir / "summary.json").read_bytes()) == outcome.summary
+
+
+def test_compare_finds_metric_and_trace_regressions(project: Path) -> None:
+    from agentledger.evaluation.compare import compare_evaluations
+
+    configure(project, RULES)
+    before = evaluate("demo", project, store=project / "ledger.db")
+    strict = {**RULES}
+    strict["evaluators"] = [
+        {**RULES["evaluators"][0], "rules": [{"check": "contains", "keywords": ["first"]}]}
+    ]
+    configure(project, strict)
+    after = evaluate("demo", project, store=project / "ledger.db")
+    with open_store(project / "ledger.db", create=False) as store:
+        diff = compare_evaluations(store, before.evaluation_id, after.evaluation_id)
+    (metric,) = diff.metrics
+    assert (metric.mean_a, metric.mean_b, metric.delta) == (0.666667, 0.333333, -0.333334)
+    # The empty answers scored 0 both times: unchanged, not listed.
+    assert [t.slot for t in diff.traces] == [(1, 0, "expert"), (1, 1, "expert")]
+    assert diff.regressions == [
+        "answered: mean 0.666667 -> 0.333333 (-0.333)",
+        f"trace {diff.traces[0].trace_b} (input 1, iteration 0): PASS -> FAIL",
+        f"trace {diff.traces[1].trace_b} (input 1, iteration 1): PASS -> FAIL",
+    ]
