@@ -136,7 +136,7 @@ def view(
         bound_port = sock.getsockname()[1]
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{bound_port}/"
-        allowed = None if not is_loopback(host) else ["127.0.0.1", "localhost", "[::1]", "::1"]
+        allowed = None if not is_loopback(host) else ["127.0.0.1", "localhost", "[::1]"]
         app = create_app(store, until=until, token=token, allowed_hosts=allowed)
         point = f" as of position {until}" if until is not None else ""
         echo(f"agentledger view of {store.location.display()}{point} (read-only)")

@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -52,12 +51,21 @@ SECURITY_HEADERS = [
 ]
 
 
-class _Guard:
-    """ASGI middleware: security headers on every response, and the token check."""
+def host_of(header: str) -> str:
+    """The host name of a Host header, without its port (``[::1]:8765`` -> ``[::1]``)."""
+    if header.startswith("["):
+        return header[: header.find("]") + 1] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+
+class _Guard:
+    """ASGI middleware: security headers on every response, the Host check (against DNS
+    rebinding, when the viewer listens on loopback) and the token check."""
+
+    def __init__(self, app: ASGIApp, token: str | None, allowed_hosts: list[str] | None) -> None:
         self.app = app
         self.token = token
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,13 +77,25 @@ class _Guard:
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
+        request = Request(scope)
+        response: Response
+        if self.allowed_hosts is not None:
+            host = host_of(request.headers.get("host", "")).lower()
+            if host not in self.allowed_hosts:
+                response = Response(
+                    f"agentledger view: Host {host!r} is not this viewer's address; open it "
+                    "at the address it printed\n",
+                    status_code=400,
+                    media_type="text/plain",
+                )
+                await response(scope, receive, send_with_headers)
+                return
         if self.token is not None:
-            request = Request(scope)
             given = request.query_params.get("token")
             if given is not None and self._valid(given):
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
                 target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
-                response: Response = RedirectResponse(target, status_code=303)
+                response = RedirectResponse(target, status_code=303)
                 response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
                 await response(scope, receive, send_with_headers)
                 return
@@ -187,9 +207,7 @@ def create_app(
 
         return handler
 
-    middleware = [Middleware(_Guard, token=token)]
-    if allowed_hosts:
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
+    middleware = [Middleware(_Guard, token=token, allowed_hosts=allowed_hosts)]
     return Starlette(
         routes=routes,
         middleware=middleware,

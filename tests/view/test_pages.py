@@ -236,11 +236,13 @@ def test_the_viewer_answers_get_only(client: TestClient) -> None:
 
 
 def test_a_foreign_host_header_is_refused_on_loopback(store: EventStore) -> None:
-    app = create_app(store, allowed_hosts=["127.0.0.1", "localhost"])
+    app = create_app(store, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
     with TestClient(app, base_url="http://attacker.example") as client:
         assert client.get("/").status_code == 400
     with TestClient(app, base_url="http://127.0.0.1:8765") as client:
         assert client.get("/").status_code == 200
+        assert client.get("/", headers={"host": "[::1]:8765"}).status_code == 200
+        assert client.get("/", headers={"host": "localhost.attacker.example"}).status_code == 400
 
 
 def test_a_token_is_required_then_kept_in_a_cookie(store: EventStore) -> None:
