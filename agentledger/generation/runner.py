@@ -14,6 +14,7 @@ offline: the same events give the same bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from agentledger.events.generation import (
     generation_stream,
 )
 from agentledger.eventstore.envelope import utc_now
+from agentledger.eventstore.errors import StoreError
 from agentledger.eventstore.store import NO_STREAM, EventStore
 from agentledger.generation.config import GenerationSettings
 from agentledger.generation.errors import GenerationError
@@ -244,18 +246,21 @@ def generate(
     try:
         asyncio.run(run_all())
     except BaseException as exc:
-        writer.close()
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
-        store.append(
-            stream,
-            [
-                InputsGenerationInterrupted(
-                    generation_id=generation_id, reason=reason, finished=calls.finished
-                )
-            ],
-            expected_version=recorder.version,
-            metadata=metadata,
-        )
+        # Record how it ended if the store still takes it; the error that stopped the
+        # generation is the one to report either way.
+        with contextlib.suppress(StoreError):
+            writer.close()
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
+            store.append(
+                stream,
+                [
+                    InputsGenerationInterrupted(
+                        generation_id=generation_id, reason=reason, finished=calls.finished
+                    )
+                ],
+                expected_version=recorder.version,
+                metadata=metadata,
+            )
         raise
     writer.close()
     view = generation_view(store, generation_id)
