@@ -186,6 +186,9 @@ def judge_rounds(base: Path, traces: int, parallel: int) -> tuple[float, float, 
         Path(f"{store}{suffix}").unlink(missing_ok=True)
     build(store, "judged000000", traces)
     server = ModelServer(latency=0.2).start()
+    # ModelServer sets request_queue_size after its socket is listening, so the backlog is
+    # still 5: 64 connections opened at once would be refused and retried a second later.
+    server._server.socket.listen(1024)
     config = base / "judge.yaml"
     config.write_text(JUDGE.format(base_url=server.base_url))
     try:
@@ -193,7 +196,9 @@ def judge_rounds(base: Path, traces: int, parallel: int) -> tuple[float, float, 
     finally:
         server.stop()
     live = (base / "judged000000-out" / "scores.jsonl").read_bytes()
-    replayed, _ = evaluate(store, "judged000000", config, "--record-mode", "replay")
+    replayed, _ = evaluate(
+        store, "judged000000", config, "--record-mode", "replay", "--parallel", str(parallel)
+    )
     again = (base / "judged000000-out" / "scores.jsonl").read_bytes()
     return judged, replayed, live == again
 

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import httpx2
 import orjson
 
 from agentledger.evaluation.config import (
@@ -236,12 +237,12 @@ class JudgeBudget:
             self.calls += 1
             return None
 
-    def spend(self, usage: Any) -> None:
+    def spend(self, usage: JsonDict | None) -> None:
         """Count a reply's tokens (and their cost, when rates are set)."""
-        if usage is None:
+        if not isinstance(usage, dict):
             return
-        prompt = getattr(usage, "prompt_tokens", 0) or 0
-        completion = getattr(usage, "completion_tokens", 0) or 0
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
         with self._lock:
             self.tokens += prompt + completion
             if self.rates is not None:
@@ -251,6 +252,17 @@ class JudgeBudget:
 
     def remaining_seconds(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.001)
+
+
+def _reply(response: httpx2.Response) -> tuple[str | None, JsonDict | None]:
+    """The text and usage of a chat completion response (None: it is not one)."""
+    try:
+        body = orjson.loads(response.content)
+        message = body["choices"][0]["message"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None, None
+    content = message.get("content") if isinstance(message, dict) else None
+    return (content if isinstance(content, str) else ""), body.get("usage")
 
 
 class JudgeContext(RunContext):
@@ -290,6 +302,7 @@ async def _ask(
     gateway: ModelGateway,
     prompt: str,
     budget: JudgeBudget,
+    key: str,
 ) -> dict[str, Reading] | str:
     """One sample: a judge call, asked again after an invalid reply up to ``retries``;
     the readings, or why there are none."""
@@ -308,20 +321,33 @@ async def _ask(
         request["response_format"] = fmt
     client = gateway.async_client()
     problem = "no judge call made"
+    attempt = 0
     for _ in range(judge.retries + 1):
         stop = budget.take()
         if stop is not None:
             return stop
+        attempt += 1
+        # client.post with the request as it is, the reply read as JSON here: the typed
+        # create() walks the nested response_format schema through its param transform and
+        # builds typed response models on every call (milliseconds a call). The body sent
+        # and the retries are the same. A set idempotency key spares a uuid4 per call.
+        options: Any = {"idempotency_key": f"{key}:{attempt}"}
         try:
             response = await asyncio.wait_for(
-                client.chat.completions.create(**request), budget.remaining_seconds()
+                client.post(
+                    "/chat/completions", cast_to=httpx2.Response, body=request, options=options
+                ),
+                budget.remaining_seconds(),
             )
         except (TimeoutError, openai.OpenAIError) as exc:
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
             problem = f"judge call failed: {type(exc).__name__}{': ' + detail if detail else ''}"
             continue
-        budget.spend(response.usage)
-        text = (response.choices[0].message.content or "") if response.choices else ""
+        text, usage = _reply(response)
+        if text is None:
+            problem = "judge call failed: the response is not a chat completion"
+            continue
+        budget.spend(usage)
         parsed = parse_reply(judge, text)
         if isinstance(parsed, str):
             problem = parsed
@@ -345,7 +371,7 @@ async def judge_trace(
     readings: list[dict[str, Reading]] = []
     problem = ""
     for _ in range(judge.samples):
-        answer = await _ask(judge, gateway, prompt, budget)
+        answer = await _ask(judge, gateway, prompt, budget, f"{ctx.trace_id}:{len(ctx.call_ids)}")
         if isinstance(answer, str):
             problem = answer
             break
