@@ -72,7 +72,7 @@ def replay(
             target, Path.cwd(), store=store_url, mode=record_mode.value, project_dir=moved_to
         )
     except StoreUnavailableError as exc:
-        raise UserError(missing_store(exc)) from None
+        raise UserError(missing_store(exc, experiments=True)) from None
     if session is not None:
         _print_session_replay(session)
         return

@@ -94,12 +94,17 @@ def read_sessions_store(state: AppState) -> EventStore:
         raise UserError(missing_store(exc)) from None
 
 
-def missing_store(exc: Exception) -> str:
-    """The message for a store that could not be opened, saying where sessions are kept
-    when it does not exist."""
+def missing_store(exc: Exception, *, experiments: bool = False) -> str:
+    """The message for a store that could not be opened, saying where sessions (and, for
+    commands that take either, experiments) are kept when it does not exist."""
     text = str(exc)
     if not text.startswith("no store at "):
         return text
+    if experiments:
+        return (
+            f"{text.split(';')[0]}; run an experiment first (an experiment is recorded in "
+            f"its project's store), or: {WHERE_SESSIONS_ARE}"
+        )
     return f"{text.split(';')[0]}; {WHERE_SESSIONS_ARE}"
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentledger.experiments import fluxloop_sdk
+from agentledger.experiments import fluxloop_sdk, inline
 from agentledger.experiments.context import RunContext, jsonable
 from agentledger.experiments.conversation import Conversation, blocking_decider, conversation_values
 from agentledger.experiments.plan import Slot
@@ -126,10 +126,14 @@ async def run_attempt(
     ctx: RunContext,
     pool: ThreadPoolExecutor,
     supervisor: Supervisor | None,
+    *,
+    on_this_thread: Callable[[], None] | None = None,
 ) -> Outcome:
     """One attempt of a slot: one call of the target, or a whole conversation. The
     context (and its seeded ``random``) lives for the whole slot, so a retry continues
-    the random sequence instead of repeating it."""
+    the random sequence instead of repeating it. With ``on_this_thread`` (one run at a time,
+    on the main thread: what to call when Ctrl-C interrupts the run) a sync single-turn
+    target is called right here (see ``inline``)."""
     settings, target = prepared.settings, prepared.target
     loop = asyncio.get_running_loop()
     base = {
@@ -150,21 +154,26 @@ async def run_attempt(
 
     sdk_trace = sdk_trace_name(settings.name, slot)
 
-    async def invoke(turn: dict[str, Any]) -> Any:
+    def arguments(turn: dict[str, Any]) -> tuple[list[Any], dict[str, Any], list[Collector]]:
         values = {**base, **turn}
-        collectors: list[Collector] = []
-        if recorded is not None:
-            args: list[Any] = []
-            restored, collectors = restore_callables(recorded, prepared.argument_callables)
-            kwargs = target.replay_arguments(restored, values)
-        else:
+        if recorded is None:
             args, kwargs = target.arguments(values)
+            return args, kwargs, []
+        restored, collectors = restore_callables(recorded, prepared.argument_callables)
+        return [], target.replay_arguments(restored, values), collectors
+
+    async def invoke(turn: dict[str, Any]) -> Any:
+        args, kwargs, collectors = arguments(turn)
         if target.is_async:
             output = await _call_async(target, args, kwargs, sdk_trace)
         else:
             call = functools.partial(_call_sync, target, args, kwargs, sdk_trace)
             output = await run_blocking(call)
         return collected_output(output, collectors)
+
+    if on_this_thread is not None and not target.is_async and settings.multi_turn is None:
+        timeout = settings.timeout_seconds
+        return _run_inline(target, slot, ctx, arguments, sdk_trace, timeout, on_this_thread)
 
     multi_turn = settings.multi_turn
     conversation = Conversation(multi_turn, ctx) if multi_turn is not None else None
@@ -216,6 +225,52 @@ async def run_attempt(
         state = "terminated" if termination == "max_turns" else "completed"
         return ended(outcome, conversation, termination or "completed", state)
     return outcome
+
+
+Arguments = Callable[[dict[str, Any]], tuple[list[Any], dict[str, Any], list[Collector]]]
+
+
+def _run_inline(
+    target: Target,
+    slot: Slot,
+    ctx: RunContext,
+    arguments: Arguments,
+    sdk_trace: str | None,
+    timeout: float | None,
+    on_interrupt: Callable[[], None],
+) -> Outcome:
+    """One call of a sync single-turn target on this thread, its timeout kept by an alarm
+    (a run that swallowed the alarm and returned still timed out)."""
+    turn: dict[str, Any] = {}
+    if target.binds_conversation:
+        first = [{"role": "user", "content": slot.input.input}]
+        turn = conversation_values(first, 0, slot.input.persona, 1)
+    token = ctx.activate()
+    started = time.perf_counter()
+    output: Any = None
+    timed_out = False
+    try:
+        try:
+            with inline.deadline(timeout, slot.trace_id, on_interrupt) as alarm:
+                args, kwargs, collectors = arguments(turn)
+                output = collected_output(_call_sync(target, args, kwargs, sdk_trace), collectors)
+        except inline.Deadline:
+            timed_out = True
+        if timed_out or alarm.fired:
+            return Outcome(
+                False,
+                error_type="Timeout",
+                error_message=f"run exceeded the {timeout:g} s timeout",
+                reason="timeout",
+                duration_ms=elapsed_ms(started),
+            )
+    except inline.Interrupted:
+        raise asyncio.CancelledError from None
+    except Exception as exc:
+        return failure(exc, elapsed_ms(started))
+    finally:
+        ctx.deactivate(token)
+    return Outcome(True, output=jsonable(output), duration_ms=elapsed_ms(started))
 
 
 def check_replay(ctx: RunContext, outcome: Outcome) -> Outcome:

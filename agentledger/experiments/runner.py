@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ from agentledger.events.streams import TRACE_PREFIX, experiment_stream, trace_st
 from agentledger.eventstore.errors import ConcurrencyError
 from agentledger.eventstore.slots import SlotBoard
 from agentledger.eventstore.store import NO_STREAM, EventStore
+from agentledger.experiments import inline
 from agentledger.experiments.attempt import (
     ABANDONED,
     CANCEL_GRACE_SECONDS,
@@ -140,6 +142,10 @@ class _Run:
     interrupts: int = 0
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     next_start: float = 0.0
+    on_this_thread: bool = False
+    """Sync runs are called on the loop's thread (one at a time, main thread: ``inline``)."""
+    heard: int = 0
+    """Ctrl-Cs already acted on by the run they interrupted, which the loop hears later."""
 
 
 class ExperimentRunner:
@@ -259,8 +265,10 @@ class ExperimentRunner:
         plan = started.plan
         offline = replay is not None and replay.mode is RecordMode.REPLAY
         prepared = prepare_recorded(settings, plan, env, offline=offline)
-        finished = finished_traces(self._store, experiment_id)
+        # Heads first: a slot another process finishes after this read moves its head, so
+        # this one's append there is refused; one finished before it is in ``finished``.
         heads = self._store.stream_heads(TRACE_PREFIX, experiment_id)
+        finished = finished_traces(self._store, experiment_id)
         output_dir = Path(started.output_dir or settings.output_directory)
         output_dir.mkdir(parents=True, exist_ok=True)
         result = ExperimentResult(experiment_id, started.name, output_dir, plan.total_runs)
@@ -302,9 +310,12 @@ class ExperimentRunner:
         pool = ThreadPoolExecutor(
             max_workers=settings.parallel * 2 + 4, thread_name_prefix="agentledger-run"
         )
+        run.on_this_thread = settings.parallel == 1 and inline.available()
         try:
             os.chdir(settings.working_directory)
-            with record_default_clients(self._store.redactor):
+            with record_default_clients(self._store.redactor), ExitStack() as stack:
+                if run.on_this_thread:
+                    stack.enter_context(inline.alarm_handler())
                 run_loop(self._run_slots(prepared, run, feed, writer, pool))
         finally:
             os.chdir(previous_cwd)
@@ -369,7 +380,12 @@ class ExperimentRunner:
         if start > now:
             await asyncio.sleep(start - now)
 
-    def _interrupt(self, run: _Run) -> None:
+    def _interrupt(self, run: _Run, *, in_run: bool = False) -> None:
+        if in_run:
+            run.heard += 1  # the loop hears of this signal later: do not count it twice
+        elif run.heard:
+            run.heard -= 1
+            return
         run.interrupts += 1
         if run.interrupts > 1:
             if self._on_second_interrupt is not None:
@@ -378,8 +394,11 @@ class ExperimentRunner:
         log.warning("interrupted: stopping; in-flight runs are cancelled (Ctrl-C again to quit)")
         run.stopping = True
         run.result.interrupted = True
+        # A run interrupted on this thread ends itself (it raises where it is).
+        current = asyncio.current_task() if in_run else None
         for task in list(run.in_flight):
-            task.cancel()
+            if task is not current:
+                task.cancel()
 
     async def _run_slot(
         self,
@@ -437,7 +456,16 @@ class ExperimentRunner:
         while True:
             attempt += 1
             try:
-                outcome = await run_attempt(prepared, slot, ctx, pool, run.supervisor)
+                outcome = await run_attempt(
+                    prepared,
+                    slot,
+                    ctx,
+                    pool,
+                    run.supervisor,
+                    on_this_thread=(lambda: self._interrupt(run, in_run=True))
+                    if run.on_this_thread
+                    else None,
+                )
             except asyncio.CancelledError:
                 recorder.record(_interrupted(attempt, "while this run was going"))
                 return

@@ -167,6 +167,14 @@ class WrittenReport:
     """How many processes wrote it (one per part of a cut report)."""
 
 
+def says_more(trace: TraceFold) -> bool:
+    """Whether a trace's transcript says more than its trace line (turns of a conversation,
+    model or tool calls): only those are written as files. Every transcript is a projection
+    of the log either way (``agentledger transcript TRACE``); a file per plain single-turn
+    trace would cost more than the rest of its report together."""
+    return bool(trace.turns or trace.model_calls or trace.tool_calls)
+
+
 def _summary_line(trace: TraceFold) -> dict[str, Any]:
     row = trace_summary_row(trace).model_dump(mode="json")
     for key in _MULTI_TURN_ONLY:
@@ -201,9 +209,10 @@ class _TraceSink:
         if len(self.files) > 1:  # save_traces
             self.files[1].write(trace_row(trace).model_dump(mode="json"))
             self.files[2].write_many(observation_rows(trace))
-        self.transcripts.write(
-            f"{trace.trace_id}.md", trace_transcript(self._experiment, trace).encode()
-        )
+        if says_more(trace):
+            self.transcripts.write(
+                f"{trace.trace_id}.md", trace_transcript(self._experiment, trace).encode()
+            )
         self.traces += 1
 
 

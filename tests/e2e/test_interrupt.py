@@ -210,3 +210,97 @@ def test_an_async_target_that_swallows_cancellation_does_not_hold_the_command_op
     assert "Runs: 3/3  ok: 0  failed: 3" in result.stdout
     rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
     assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
+
+
+def test_one_at_a_time_a_hanging_sync_run_is_interrupted_at_its_timeout(tmp_path: Path) -> None:
+    """At --parallel 1 sync runs are called on the main thread: the timeout interrupts the
+    run itself (and an agent's ``except Exception`` does not swallow it)."""
+    hangs = (
+        "import time\n"
+        "def run(input_text):\n"
+        "    try:\n"
+        "        time.sleep(3600)\n"
+        "    except Exception:\n"
+        "        return 'swallowed'\n"
+    )
+    project = make_project(tmp_path, agent=hangs, iterations=1)
+    result = agentledger("run", "experiment", "--yes", "--timeout", "0.5", cwd=project, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Runs: 3/3  ok: 0  failed: 3" in result.stdout
+    rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
+    assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
+
+
+def test_one_at_a_time_a_run_that_returns_after_swallowing_its_timeout_still_timed_out(
+    tmp_path: Path,
+) -> None:
+    late = (
+        "import time\n"
+        "def run(input_text):\n"
+        "    try:\n"
+        "        time.sleep(3600)\n"
+        "    except BaseException:\n"
+        "        return 'too late'\n"
+    )
+    project = make_project(tmp_path, agent=late, iterations=1)
+    result = agentledger("run", "experiment", "--yes", "--timeout", "0.5", cwd=project, timeout=60)
+    assert result.returncode == 1, result.stderr
+    rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
+    assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
+
+
+def test_one_at_a_time_a_run_that_ignores_every_interruption_ends_the_command(
+    tmp_path: Path, store_url: str
+) -> None:
+    stubborn = (
+        "import time\n"
+        "def run(input_text):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            time.sleep(3600)\n"
+        "        except BaseException:\n"
+        "            pass\n"
+    )
+    project = make_project(tmp_path, agent=stubborn, iterations=1)
+    # The subprocess timeout is the hang guard: the command must end on its own.
+    result = agentledger(
+        "run", "experiment", "--yes", "--timeout", "0.2", cwd=project, store=store_url, timeout=60
+    )
+    assert result.returncode == 3
+    assert "ignored its timeout 5 times and cannot be stopped; exiting" in result.stderr
+    assert "--resume" in result.stderr
+    experiment = experiment_of(store_url)
+    with EventStore.open(store_url, create=False) as store:
+        assert [e.type for e in store.read_all(types=["ExperimentStarted", "TraceStarted"])] == [
+            "ExperimentStarted",
+            "TraceStarted",
+        ]
+    assert agentledger("verify", experiment, cwd=project, store=store_url).returncode == 0
+
+
+def test_ctrl_c_reaches_a_long_sync_run_at_once(tmp_path: Path, store_url: str) -> None:
+    slow = "import time\ndef run(input_text):\n    time.sleep(30)\n    return 'done'\n"
+    project = make_project(tmp_path, agent=slow, inputs=INPUTS, iterations=1)
+    proc = subprocess.Popen(
+        [AGENTLEDGER, "--store", store_url, "run", "experiment", "-y", "--parallel", "1"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        try:
+            with EventStore.open(store_url, create=False) as store:
+                if any(True for _ in store.read_all(types=["TraceStarted"])):
+                    break
+        except Exception:
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)  # well before the 30 s run would end
+    assert proc.returncode == 130, stderr
+    with EventStore.open(store_url, create=False) as store:
+        failed = [e.data for e in store.read_all(types=["TraceFailed"])]
+    assert [f["reason"] for f in failed] == ["interrupted"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -319,8 +320,19 @@ def test_json_output_format_holds_the_same_rows_as_jsonl(tmp_path: Path) -> None
         assert text == b"[\n" + b",\n".join(orjson.dumps(row) for row in rows) + b"\n]\n"
 
 
+TOOL_AGENT = """
+def run(input_text, ctx):
+    return ctx.tool("upper", lambda text: text.upper(), {"text": input_text})
+"""
+
+
 def _run_experiment(store: EventStore, root: Path, fmt: str = "jsonl") -> str:
-    project = make_project(root, iterations=3, simulation={"output": {"format": fmt}})
+    # A tool call per trace: each has a transcript file, which the parts must share. (Another
+    # test of this process may have imported its own module "agent".)
+    sys.modules.pop("agent", None)
+    project = make_project(
+        root, agent=TOOL_AGENT, iterations=3, simulation={"output": {"format": fmt}}
+    )
     settings = resolve_settings(project, None, Overrides())
     return ExperimentRunner(store).start(prepare(settings, {})).experiment_id
 
