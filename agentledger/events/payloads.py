@@ -151,7 +151,9 @@ class ExperimentStarted(Payload):
     """Local wall-clock time of the start (ISO 8601, no offset, as FluxLoop writes its
     ``date``): taken once here so that reports rebuild to the same bytes anywhere."""
     inputs_generation: str | None = None
-    """The generation (``agentledger generate inputs``) its inputs file came from, if any."""
+    """The generation (``agentledger generate inputs``) its inputs file came from, if any;
+    not set on replays (``replay``, ``--record-mode replay``), whose plan may not be the
+    file as it is now."""
 
 
 class TraceSeal(BaseModel):

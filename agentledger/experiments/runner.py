@@ -220,7 +220,10 @@ class ExperimentRunner:
                     workers=workers,
                     lease_seconds=lease_seconds,
                     local_time=moment.astimezone().replace(tzinfo=None).isoformat(),
-                    inputs_generation=recorded_generation(Path(settings.inputs_file)),
+                    # A replay runs a recorded plan, whatever the inputs file holds now.
+                    inputs_generation=(
+                        None if replay else recorded_generation(Path(settings.inputs_file))
+                    ),
                 )
             ],
             expected_version=NO_STREAM,
