@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import httpx2
 import orjson
 
+from agentledger.errors import ModelConfigError
 from agentledger.events.generation import (
     InputGenerated,
     InputGenerationFailed,
@@ -35,7 +36,7 @@ from agentledger.eventstore.envelope import utc_now
 from agentledger.eventstore.errors import StoreError
 from agentledger.eventstore.store import NO_STREAM, EventStore
 from agentledger.generation.config import GenerationSettings
-from agentledger.generation.errors import GenerationError
+from agentledger.generation.errors import GenerationConfigError, GenerationError
 from agentledger.generation.gateway import GenerationGateway, VariationModel
 from agentledger.generation.inputsfile import render
 from agentledger.generation.output import (
@@ -45,7 +46,13 @@ from agentledger.generation.output import (
     write_file,
 )
 from agentledger.generation.plan import GenerationItem, build_plan, request
-from agentledger.models.specs import MOCK_API_KEY, MOCK_BASE_URL, Endpoint, endpoint
+from agentledger.models.specs import (
+    MOCK_API_KEY,
+    MOCK_BASE_URL,
+    Endpoint,
+    endpoint,
+    key_variable,
+)
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -62,7 +69,14 @@ def model_endpoint(
     event is written."""
     if settings.model.provider == "mock":
         return Endpoint(base_url=MOCK_BASE_URL, api_key=MOCK_API_KEY)
-    return endpoint(settings.model, env, api_key=api_key)
+    try:
+        return endpoint(settings.model, env, api_key=api_key)
+    except ModelConfigError:
+        raise GenerationConfigError(
+            f"model {settings.model.label} needs an API key: pass --llm-api-key or set "
+            f"{key_variable(settings.model.provider)} (or FLUXLOOP_LLM_API_KEY, or "
+            "input_generation.llm.api_key); --mode deterministic generates offline"
+        ) from None
 
 
 def trim_reply(text: str) -> str:

@@ -158,8 +158,10 @@ def test_a_real_provider_without_a_key_is_refused_before_any_store(tmp_path: Pat
     project = write_config(tmp_path / "proj", input_generation={"llm": {"enabled": True}})
     result = agentledger("generate", "inputs", cwd=project)
     assert result.returncode == 2
-    assert result.stderr.startswith(
-        "Error: model openai:gpt-4o-mini needs an API key: set OPENAI_API_KEY"
+    assert result.stderr == (
+        "Error: model openai:gpt-4o-mini needs an API key: pass --llm-api-key or set "
+        "OPENAI_API_KEY (or FLUXLOOP_LLM_API_KEY, or input_generation.llm.api_key); "
+        "--mode deterministic generates offline\n"
     )
     assert len(result.stderr.splitlines()) == 1
     assert not (project / ".agentledger").exists()
