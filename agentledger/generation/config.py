@@ -12,6 +12,7 @@ valid one, and the FluxLoop keys this version does not honour say what to use in
 from __future__ import annotations
 
 import difflib
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -307,17 +308,24 @@ def _strategies(names: list[str], where: str) -> list[str]:
 
 def check_template(template: str, where: str) -> None:
     """Refuse a prompt template with unknown placeholders or stray braces."""
+    allowed = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
     try:
-        template.format(**{name: "" for name in PLACEHOLDERS})
-    except KeyError as exc:
-        raise GenerationConfigError(
-            f"{where}: unknown placeholder {{{exc.args[0]}}}; use "
-            f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)} (write a literal brace as "
-            "{{ or }})"
-        ) from None
-    except (ValueError, IndexError) as exc:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template)]
+    except ValueError as exc:
         raise GenerationConfigError(
             f"{where}: {exc}; write a literal brace as {{{{ or }}}}"
+        ) from None
+    for field in fields:
+        if field is not None and field not in PLACEHOLDERS:
+            raise GenerationConfigError(
+                f"{where}: unknown placeholder {{{field}}}; use {allowed} (write a literal "
+                "brace as {{ or }})"
+            )
+    try:  # every value is text: a trial fill finds bad conversions and format specs
+        template.format(**{name: "text" for name in PLACEHOLDERS})
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise GenerationConfigError(
+            f"{where}: {type(exc).__name__} {exc}; use plain placeholders such as {{input}}"
         ) from None
 
 

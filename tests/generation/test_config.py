@@ -199,3 +199,20 @@ def test_another_provider_flag_does_not_take_the_configured_model(tmp_path: Path
         "mock:variations"
     )
     assert settings(tmp_path, input_generation=config).model.label == "openai:gpt-4o"
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{input.upper}", "unknown placeholder {input.upper}"),
+        ("{0}", "unknown placeholder {0}"),
+        ("Vary { this", "expected '}' before end of string"),
+        ("{input:d}", "Unknown format code 'd'"),
+    ],
+)
+def test_templates_that_would_fail_at_call_time_are_refused_up_front(
+    tmp_path: Path, template: str, message: str
+) -> None:
+    assert message in refused(
+        tmp_path, input_generation={"llm": {"user_prompt_template": template}}
+    )
