@@ -127,6 +127,17 @@ def waterfall(bars: Sequence[Bar], total_ms: float) -> Markup:
         f'<svg class="chart waterfall" role="img" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg"><title>Timeline</title>'
     ]
+    # The grid first: drawn over the bars, its lines would take their clicks.
+    axis_y = len(bars) * row_h + 8
+    for i in range(5):
+        value = total_ms * i / 4
+        x = left + plot_w * i / 4
+        anchor = "end" if i == 4 else "start"
+        parts.append(
+            f'<line class="grid" x1="{_num(x)}" y1="0" x2="{_num(x)}" y2="{axis_y}"/>'
+            f'<text class="tick" x="{_num(x)}" y="{axis_y + 14}" text-anchor="{anchor}">'
+            f"{escape(ms_label(value))}</text>"
+        )
     for i, bar in enumerate(bars):
         y = 4 + i * row_h
         x = left + bar.start_ms * scale
@@ -143,7 +154,7 @@ def waterfall(bars: Sequence[Bar], total_ms: float) -> Markup:
                 f"<title>{tip}</title></circle>"
             )
         else:
-            w = max(2.0, (bar.end_ms - bar.start_ms) * scale)
+            w = max(4.0, (bar.end_ms - bar.start_ms) * scale)
             tip = escape(
                 f"{bar.label}: {ms_label(bar.end_ms - bar.start_ms)} "
                 f"(from {ms_label(bar.start_ms)}) {bar.status}"
@@ -155,16 +166,6 @@ def waterfall(bars: Sequence[Bar], total_ms: float) -> Markup:
         if bar.anchor:
             shape = f'<a href="#{escape(bar.anchor)}">{shape}</a>'
         parts.append(text + shape)
-    axis_y = len(bars) * row_h + 8
-    for i in range(5):
-        value = total_ms * i / 4
-        x = left + plot_w * i / 4
-        anchor = "end" if i == 4 else "start"
-        parts.append(
-            f'<line class="grid" x1="{_num(x)}" y1="0" x2="{_num(x)}" y2="{axis_y}"/>'
-            f'<text class="tick" x="{_num(x)}" y="{axis_y + 14}" text-anchor="{anchor}">'
-            f"{escape(ms_label(value))}</text>"
-        )
     parts.append("</svg>")
     return Markup("".join(parts))
 
