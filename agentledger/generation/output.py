@@ -38,20 +38,30 @@ class GenerationResult:
 
 
 def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse to replace an existing inputs file unless asked to."""
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it, or -o FILE")
+    """Refuse to replace an existing inputs file unless asked to, or to write where no
+    file can be written (checked before any work)."""
     if path.is_dir():
         raise OutputExistsError(f"{path} is a directory; -o must name a file")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it, or -o FILE")
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
+        raise GenerationError(f"cannot write {path}: {folder} is not writable; choose -o FILE")
 
 
 def write_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` through a temporary sibling renamed into place; a failure
+    is a ``GenerationError`` naming the file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(text.encode("utf-8"))
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise GenerationError(
+            f"cannot write {path}: {exc.strerror or exc}; choose another -o FILE"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -295,5 +295,11 @@ def generate(
     )
     view.completed = True
     if view.entries:
-        write_file(output, render(view))
+        try:
+            write_file(output, render(view))
+        except GenerationError as exc:
+            raise GenerationError(
+                f"{exc}; generation {generation_id} is recorded: write it with "
+                f"`agentledger generate inputs --replay {generation_id} -o FILE`"
+            ) from None
     return GenerationResult(generation_id, view, output, bool(view.entries))

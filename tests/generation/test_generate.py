@@ -243,3 +243,14 @@ def test_request_timeout_bounds_each_call(
         if e.type == "ModelCallFailed"
     ]
     assert failed == ["Timeout", "Timeout", "Timeout"]
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_event(
+    tmp_path: Path, store: EventStore
+) -> None:
+    write_config(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
+    settings = resolve_settings(tmp_path, Flags(output="afile/inputs.yaml"))
+    with pytest.raises(GenerationError, match=r"afile is not writable; choose -o FILE"):
+        generate(settings, store, {})
+    assert store.last_position() == 0
