@@ -35,8 +35,8 @@ class EvaluationRecord:
     fields: tuple[tuple[str, str], ...]
     """Its scalar fields (numbers, booleans, short strings) in the recorded key order."""
 
-    def brief(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.fields)
+    def brief(self, limit: int = SCALAR_FIELDS) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.fields[:limit])
 
 
 def _catalog() -> Any:

@@ -139,7 +139,7 @@ def evaluation_verdict(records: list[EvaluationRecord]) -> str:
         return ""
     overall = [r for r in records if r.trace_id is None]
     if overall:
-        return overall[-1].brief()
+        return overall[-1].brief(3)
     return f"{len({r.trace_id for r in records})} trace(s) scored"
 
 
