@@ -11,6 +11,7 @@ from agentledger.errors import ConfigError
 from agentledger.generation.config import (
     DEFAULT_TEMPLATE,
     Flags,
+    GenerationSettings,
     api_key_for,
     resolve_settings,
 )
@@ -18,7 +19,7 @@ from agentledger.generation.plan import build_plan, request
 from tests.generation.support import write_config
 
 
-def settings(tmp_path: Path, flags: Flags | None = None, **config: Any):  # type: ignore[no-untyped-def]
+def settings(tmp_path: Path, flags: Flags | None = None, **config: Any) -> GenerationSettings:
     return resolve_settings(write_config(tmp_path, **config), flags or Flags())
 
 
