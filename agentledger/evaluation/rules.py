@@ -1,6 +1,6 @@
 """Rule-based evaluators: FluxLoop's checks, applied to one trace, deterministic and fast.
 
-Each check returns a ``RuleOutcome`` (passed, a score of 1 or 0, or the measured ratio
+Each check returns an ``Outcome`` (passed, a score of 1 or 0, or the measured ratio
 for ``similarity``, and what was found). An evaluator's score is the mean of its rules'
 scores; it passes when every rule passes. A target that is not in the trace fails the
 rule, saying which path was missing.
@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentledger.evaluation.config import (
     ContainsRule,
@@ -31,29 +31,36 @@ from agentledger.evaluation.traces import MISSING, TraceView, _parsed, as_text
 from agentledger.events.evaluation import MetricScore, RuleOutcome
 
 
-def _outcome(
-    rule: _Rule, passed: bool, detail: str = "", score: float | None = None
-) -> RuleOutcome:
+class Outcome(NamedTuple):
+    """One rule applied to one trace (a ``RuleOutcome`` once it is kept in an event)."""
+
+    check: str
+    passed: bool
+    score: float
+    detail: str
+
+
+def _outcome(rule: _Rule, passed: bool, detail: str = "", score: float | None = None) -> Outcome:
     value = (1.0 if passed else 0.0) if score is None else score
-    return RuleOutcome(check=rule.check, passed=passed, score=value, detail=detail)
+    return Outcome(rule.check, passed, value, detail)
 
 
 def _target(rule: _Rule, trace: TraceView) -> Any:
     return trace.value(rule.target)
 
 
-def _missing(rule: _Rule, path: str) -> RuleOutcome:
+def _missing(rule: _Rule, path: str) -> Outcome:
     return _outcome(rule, False, f"{path}: not in the trace")
 
 
-def _not_empty(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _not_empty(rule: _Rule, trace: TraceView) -> Outcome:
     value = _target(rule, trace)
     if value is MISSING:
         return _missing(rule, rule.target)
     return _outcome(rule, bool(as_text(value).strip()), "" if as_text(value).strip() else "empty")
 
 
-def _contains(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _contains(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, ContainsRule)
     value = _target(rule, trace)
     if value is MISSING:
@@ -74,7 +81,7 @@ def _compiled(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
     return re.compile(pattern, 0 if case_sensitive else re.IGNORECASE)
 
 
-def _regex(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _regex(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, MatchesRegexRule)
     value = _target(rule, trace)
     if value is MISSING:
@@ -83,13 +90,13 @@ def _regex(rule: _Rule, trace: TraceView) -> RuleOutcome:
     return _outcome(rule, passed, "" if passed else f"no match for {rule.pattern!r}")
 
 
-def _latency(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _latency(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, LatencyUnderRule)
     took = trace.latency_ms
     return _outcome(rule, took <= rule.budget_ms, f"{took:g} ms of {rule.budget_ms:g}")
 
 
-def _tokens(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _tokens(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, TokenUsageUnderRule)
     usage = trace.usage
     for key, limit in (
@@ -102,7 +109,7 @@ def _tokens(rule: _Rule, trace: TraceView) -> RuleOutcome:
     return _outcome(rule, True, f"total_tokens {usage['total_tokens']}")
 
 
-def _similarity(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _similarity(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, SimilarityRule)
     value = _target(rule, trace)
     expected = trace.value(rule.expected_path)
@@ -114,14 +121,14 @@ def _similarity(rule: _Rule, trace: TraceView) -> RuleOutcome:
     return _outcome(rule, ratio >= rule.threshold, f"similarity {ratio:.3f}", ratio)
 
 
-def _success(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _success(rule: _Rule, trace: TraceView) -> Outcome:
     error = trace.trace.error or {}
     return _outcome(
         rule, trace.trace.success, "" if trace.trace.success else str(error.get("type"))
     )
 
 
-def _json_schema(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _json_schema(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, JsonSchemaRule)
     value = _target(rule, trace)
     if value is MISSING:
@@ -131,7 +138,7 @@ def _json_schema(rule: _Rule, trace: TraceView) -> RuleOutcome:
     return _outcome(rule, problem is None, problem or "")
 
 
-def _equals(rule: _Rule, trace: TraceView) -> RuleOutcome:
+def _equals(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, EqualsRule)
     value = _target(rule, trace)
     expected = rule.expected if rule.expected is not None else trace.value(rule.expected_path)
@@ -151,7 +158,7 @@ def _equals(rule: _Rule, trace: TraceView) -> RuleOutcome:
     return _outcome(rule, passed, "" if passed else f"expected {as_text(expected)[:80]!r}")
 
 
-CHECKS: dict[str, Callable[[_Rule, TraceView], RuleOutcome]] = {
+CHECKS: dict[str, Callable[[_Rule, TraceView], Outcome]] = {
     "output_not_empty": _not_empty,
     "contains": _contains,
     "not_contains": _contains,
@@ -184,5 +191,9 @@ def score_rules(
         # Only what says more than the score: the rules that failed or scored in between.
         # (Fewer bytes per event, and a check name like token_usage_under in every event
         # would send each one through the redactor's full scrub.)
-        rules=[o for o in outcomes if not o.passed or 0 < o.score < 1],
+        rules=[
+            RuleOutcome(check=o.check, passed=o.passed, score=o.score, detail=o.detail)
+            for o in outcomes
+            if not o.passed or 0 < o.score < 1
+        ],
     )

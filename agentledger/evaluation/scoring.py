@@ -40,7 +40,12 @@ from agentledger.evaluation.config import (
 from agentledger.evaluation.errors import EvaluationConfigError
 from agentledger.evaluation.judge import JudgeBudget, JudgeContext, judge_trace
 from agentledger.evaluation.rules import score_rules
-from agentledger.evaluation.summary import EvaluationFold, write_evaluation
+from agentledger.evaluation.summary import (
+    EvaluationFold,
+    fold_evaluation,
+    write_scores,
+    write_summary,
+)
 from agentledger.evaluation.traces import TraceView, read_traces
 from agentledger.events.evaluation import (
     VERDICTS,
@@ -62,6 +67,8 @@ from agentledger.replay.book import RecordedCall, RecordMode, ReplayBook, Replay
 JsonDict = dict[str, Any]
 IN_FLIGHT = 4096
 """Scores handed to the writer and not yet committed, at most."""
+RULES_CHUNK = 5000
+"""Rule-only scores appended per transaction."""
 WINDOW_PER_SLOT = 4
 """Traces read ahead per judge slot in flight (bounds memory, keeps every slot busy)."""
 
@@ -206,7 +213,6 @@ class _Scorer:
             version=1,
             metadata={"correlation_id": experiment_id},
         )
-        self.fold = EvaluationFold()
         self._in_flight = threading.Semaphore(IN_FLIGHT)
         self.diverged = 0
         self.judge_calls = 0
@@ -224,11 +230,17 @@ class _Scorer:
         ]
 
     def emit(self, trace: TraceView, by_evaluator: dict[str, list[MetricScore]]) -> None:
+        # Bounded: scoring outpaces the writer, and a queue of every score would hold them all.
+        self._in_flight.acquire()
+        self.recorder.record(self.scored(trace, by_evaluator), callback=self._written)
+
+    def scored(self, trace: TraceView, by_evaluator: dict[str, list[MetricScore]]) -> TraceScored:
+        """The ``TraceScored`` of a trace: its scores in evaluator order, aggregated."""
         scores = [s for e in self.settings.evaluators for s in by_evaluator.get(e.name, [])]
         config = self.settings.config.aggregate
         value = aggregate(scores, config.method)
         fold = trace.trace
-        payload = TraceScored(
+        return TraceScored(
             evaluation_id=self.evaluation_id,
             trace_id=fold.trace_id,
             slot=fold.slot,
@@ -246,10 +258,6 @@ class _Scorer:
             tool_calls=len(fold.tool_calls),
             failed_tool_calls=trace.failed_tool_calls,
         )
-        # Bounded: scoring outpaces the writer, and a queue of every score would hold them all.
-        self._in_flight.acquire()
-        self.recorder.record(payload, callback=self._written)
-        self.fold._scored(payload.model_dump(mode="json"))
 
     def _written(self, result: Any, error: Any) -> None:
         self._in_flight.release()
@@ -257,9 +265,27 @@ class _Scorer:
     # -- rules only: no event loop --
 
     def score_rules_only(self, traces: Iterator[TraceView]) -> None:
+        """Score and append in this thread, ``RULES_CHUNK`` traces a transaction: rules
+        are pure CPU, and a writer thread would only take turns with them for the GIL."""
+        chunk: list[TraceScored] = []
         for trace in traces:
             scores = self.rule_scores(trace)
-            self.emit(trace, {s.evaluator: [s] for s in scores})
+            chunk.append(self.scored(trace, {s.evaluator: [s] for s in scores}))
+            if len(chunk) >= RULES_CHUNK:
+                self._append(chunk)
+                chunk = []
+        if chunk:
+            self._append(chunk)
+
+    def _append(self, payloads: list[TraceScored]) -> None:
+        recorder = self.recorder
+        self.store.append(
+            recorder.stream_id,
+            payloads,
+            expected_version=recorder.version,
+            metadata={"correlation_id": self.experiment_id},
+        )
+        recorder.version += len(payloads)
 
     # -- with judges --
 
@@ -355,10 +381,8 @@ def _selected(
         yield trace
 
 
-def _begin(
-    store: EventStore, experiment_id: str, payload_for: Any
-) -> tuple[str, EvaluationStarted]:
-    """Append ``EvaluationStarted`` as the next free evaluation number."""
+def _begin(store: EventStore, experiment_id: str, payload_for: Any) -> str:
+    """Append ``EvaluationStarted`` as the next free evaluation number; its id."""
     for _ in range(100):
         numbers = evaluation_numbers(store, experiment_id)
         number = (numbers[-1] if numbers else 0) + 1
@@ -373,7 +397,7 @@ def _begin(
             )
         except ConcurrencyError:
             continue
-        return evaluation_id, started
+        return evaluation_id
     raise EvaluationConfigError(
         f"could not number a new evaluation of experiment {experiment_id}; try again"
     )
@@ -436,7 +460,7 @@ def evaluate_experiment(
             output_dir=str(output_dir) if output_dir is not None else None,
         )
 
-    evaluation_id, first = _begin(store, experiment_id, started)
+    evaluation_id = _begin(store, experiment_id, started)
     scorer = _Scorer(
         store,
         settings,
@@ -447,7 +471,6 @@ def evaluate_experiment(
         env=env,
         parallel=parallel,
     )
-    scorer.fold.begin(first.model_dump(mode="json"))
     counts = {"available": 0, "sample_rate": 0, "max_traces": 0}
     selected = _selected(read.traces, settings, counts)
     try:
@@ -455,15 +478,26 @@ def evaluate_experiment(
             asyncio.run(scorer.score_with_judges(selected))
         else:
             scorer.score_rules_only(selected)
-        scorer.writer.flush()
-        _check_refused(scorer.writer, evaluation_id)
-        completed = _completed(scorer, evaluation_id, experiment_id, counts, experiment.total_runs)
-        scorer.recorder.record(completed)
     finally:
         scorer.writer.close()
     _check_refused(scorer.writer, evaluation_id)
+    # The totals and the verdict come from the scores as the log holds them: one pass
+    # folds them (writing scores.jsonl), the completion is appended, then the summary.
+    events = read_evaluation(store, evaluation_id)
+    fold = write_scores(events, output_dir) if output_dir is not None else fold_evaluation(events)
+    completed = _completed(
+        fold, scorer, evaluation_id, experiment_id, counts, experiment.total_runs
+    )
+    appended = store.append(
+        evaluation_stream(evaluation_id),
+        [completed],
+        expected_version=scorer.recorder.version,
+        metadata={"correlation_id": experiment_id},
+    )
+    for ev in store.read_all(appended.first_position - 1, until=appended.last_position):
+        fold.apply(ev)
     if output_dir is not None:
-        write_evaluation(read_evaluation(store, evaluation_id), output_dir)
+        write_summary(fold, output_dir)
     return EvaluationResult(
         evaluation_id, experiment_id, output_dir, completed, diverged=scorer.diverged
     )
@@ -478,13 +512,13 @@ def _check_refused(writer: BatchWriter, evaluation_id: str) -> None:
 
 
 def _completed(
+    fold: EvaluationFold,
     scorer: _Scorer,
     evaluation_id: str,
     experiment_id: str,
     counts: dict[str, int],
     planned: int,
 ) -> EvaluationCompleted:
-    fold = scorer.fold
     criteria = fold.criteria()
     return EvaluationCompleted(
         evaluation_id=evaluation_id,

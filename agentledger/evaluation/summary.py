@@ -393,6 +393,13 @@ def _dump(value: Any) -> bytes:
 def write_evaluation(events: Iterable[FoldableEvent], folder: Path) -> EvaluationFold:
     """Fold an evaluation stream's events into ``folder`` (scores.jsonl streamed, then
     summary.json), each file written atomically."""
+    fold = write_scores(events, folder)
+    write_summary(fold, folder)
+    return fold
+
+
+def write_scores(events: Iterable[FoldableEvent], folder: Path) -> EvaluationFold:
+    """Fold ``events`` writing ``scores.jsonl`` (atomically); the fold, for the summary."""
     from agentledger.projections.writers import atomic_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -400,9 +407,15 @@ def write_evaluation(events: Iterable[FoldableEvent], folder: Path) -> Evaluatio
     with atomic_file(folder / SCORES_FILE) as handle:
         for line in _lines(fold, events):
             handle.write(_dump(line) + b"\n")
+    return fold
+
+
+def write_summary(fold: EvaluationFold, folder: Path) -> None:
+    """``summary.json`` of a fold (atomically)."""
+    from agentledger.projections.writers import atomic_file
+
     with atomic_file(folder / SUMMARY_FILE) as handle:
         handle.write(orjson.dumps(fold.summary(), option=orjson.OPT_INDENT_2) + b"\n")
-    return fold
 
 
 def _lines(fold: EvaluationFold, events: Iterable[FoldableEvent]) -> Iterator[JsonDict]:

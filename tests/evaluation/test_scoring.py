@@ -136,13 +136,27 @@ def test_rebuild_is_byte_identical_and_as_of_shows_it_running(project: Path) -> 
     assert early.summary["traces"]["scored"] == 3
 
 
-def test_sample_rate_and_max_traces_are_counted_not_dropped(project: Path) -> None:
-    configure(project, {**RULES, "limits": {"sample_rate": 0.5, "max_traces": 1}})
+def test_sample_rate_keeps_the_hashed_share_and_counts_the_rest(project: Path) -> None:
+    from agentledger.evaluation.scoring import sampled
+
+    configure(project, {**RULES, "limits": {"sample_rate": 0.5}})
     outcome = evaluate("demo", project, store=project / "ledger.db")
+    with open_store(project / "ledger.db", create=False) as store:
+        ids = [e.data["trace_id"] for e in store.read_all(types=["TraceStarted"])]
+    kept = [t for t in ids if sampled(t, 0.5)]
+    scored = [line["trace_id"] for line in read_jsonl(outcome.output_dir / "scores.jsonl")]
+    assert scored == kept
+    assert outcome.summary["traces"]["skipped"] == (
+        {"sample_rate": 6 - len(kept)} if len(kept) < 6 else {}
+    )
+
+
+def test_max_traces_scores_the_first_and_counts_the_rest(project: Path) -> None:
+    configure(project, {**RULES, "limits": {"max_traces": 2}})
+    outcome = evaluate("demo", project, store=project / "ledger.db")
+    assert [line["slot"] for line in read_jsonl(outcome.output_dir / "scores.jsonl")] == [0, 1]
     traces = outcome.summary["traces"]
-    assert traces["scored"] == 1
-    assert traces["scored"] + sum(traces["skipped"].values()) == traces["available"] == 6
-    assert set(traces["skipped"]) == {"sample_rate", "max_traces"}
+    assert (traces["scored"], traces["skipped"], traces["available"]) == (2, {"max_traces": 4}, 6)
 
 
 def test_judge_calls_are_recorded_in_the_evaluation_stream(project: Path) -> None:
