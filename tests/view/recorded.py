@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,7 +147,3 @@ def copy_of(recorded: Recorded, where: Path) -> str:
     target = where / "ledger.db"
     shutil.copyfile(recorded.store, target)
     return str(target)
-
-
-def dedent(text: str) -> str:
-    return textwrap.dedent(text)
