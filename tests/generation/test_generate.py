@@ -254,3 +254,14 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_event(
     with pytest.raises(GenerationError, match=r"afile is not writable; choose -o FILE"):
         generate(settings, store, {})
     assert store.last_position() == 0
+
+
+def test_generation_and_rewrite_on_each_backend(
+    tmp_path: Path, store_url: str, model_server: ModelServer
+) -> None:
+    with EventStore.open(store_url) as opened:
+        result = run(tmp_path, opened, input_generation=llm(model_server.base_url))
+        written = result.output.read_bytes()
+        result.output.unlink()
+        assert rewrite(opened, result.generation_id).output.read_bytes() == written
+    assert len(yaml.safe_load(written)["inputs"]) == 12
