@@ -205,12 +205,12 @@ class PlannedEvaluation:
     """``run experiment --evaluate``: the evaluation config is read and checked before the
     experiment starts, and the experiment is scored when it ends."""
 
-    def __init__(self, project_dir: Path, store: str) -> None:
+    def __init__(self, project_dir: Path, store: str, record_mode: str = "live") -> None:
         from agentledger.evaluation.api import check_settings
 
         self._project_dir = project_dir
         self._store = store
-        check_settings(project_dir)
+        check_settings(project_dir, offline_run=record_mode != "live")
 
     def run(self, experiment_id: str) -> bool:
         """Score the experiment, print the outcome; whether its success criteria held."""

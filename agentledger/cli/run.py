@@ -207,7 +207,8 @@ def experiment(
     if evaluate_after:
         from agentledger.cli.evaluate import PlannedEvaluation
 
-        evaluation = PlannedEvaluation(project_dir, store)  # a bad config fails before any run
+        # A bad config fails before any run.
+        evaluation = PlannedEvaluation(project_dir, store, mode.value)
     display = ProgressDisplay(interactive=sys.stderr.isatty())
     try:
         if resume:

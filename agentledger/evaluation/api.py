@@ -228,9 +228,12 @@ def rebuild_evaluation(
     return _outcome(evaluation_id, fold.experiment_id, folder, 0)
 
 
-def check_settings(project_dir: Path, config: str | None = None) -> None:
+def check_settings(
+    project_dir: Path, config: str | None = None, *, offline_run: bool = False
+) -> None:
     """Read and check the evaluation config and its judges' endpoints (keys) now, before
-    an experiment whose end it will score."""
+    an experiment whose end it will score. ``offline_run``: the experiment replays, and a
+    judge that is not the mock would still be called live, so it is refused."""
     from agentledger.evaluation.config import load_settings
     from agentledger.models.specs import endpoint
     from agentledger.workspace import load_env
@@ -238,4 +241,10 @@ def check_settings(project_dir: Path, config: str | None = None) -> None:
     env = load_env(project_dir)
     settings = load_settings(project_dir, config, env)
     for judge in settings.judges:
+        if offline_run and judge.model.provider != "mock":
+            raise EvaluationConfigError(
+                f"--evaluate: judge {judge.name!r} ({judge.model.label}) would be called live "
+                "while the experiment replays; drop --evaluate and run `agentledger evaluate "
+                "EXPERIMENT --record-mode replay` on a recorded evaluation"
+            )
         endpoint(judge.model, env)

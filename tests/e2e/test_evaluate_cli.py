@@ -178,3 +178,14 @@ def test_a_log_with_evaluations_reads_from_every_command(tmp_path: Path) -> None
     assert again.returncode == 0, again.stderr
     original = output_folder(ran) / "evaluation"
     assert folder_bytes(tmp_path / "again") == folder_bytes(original)
+
+
+def test_evaluate_refuses_live_judges_while_the_experiment_replays(tmp_path: Path) -> None:
+    judge = {**RULES["evaluators"][1], "model": "openai:gpt-4o-mini"}
+    root = project_with(tmp_path, {**RULES, "evaluators": [judge]})
+    result = run(root, "--record-mode", "replay", "--evaluate")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "Error: --evaluate: judge 'quality' (openai:gpt-4o-mini) would be called live while "
+        "the experiment replays"
+    )
