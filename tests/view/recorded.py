@@ -5,8 +5,8 @@ Experiment A runs three inputs x 2 iterations: a plain question, a hostile one (
 ``<script>`` that would set ``window.__pwned``, and an ``<img onerror>``), and one its
 agent fails on (``boom``). Experiment B runs the same inputs with an agent that fails on
 the plain question instead: a regression for ``agentledger diff``. A is then scored by
-``agentledger evaluate`` (one rule). A multi-turn experiment
-records turns and a supervisor. A ``run agent`` session records a hostile message too.
+``agentledger evaluate`` (one rule). A multi-turn experiment records turns, a supervisor
+and streamed model calls. A ``run agent`` session records a hostile message too.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ def run(input_text, persona, ctx):
 
 CONVERSING = """
 def run(input_text, messages, history, conversation_state, ctx):
-    reply = ctx.openai.chat.completions.create(
-        model=ctx.model, messages=[{"role": "user", "content": input_text}]
+    stream = ctx.openai.chat.completions.create(
+        model=ctx.model, messages=[{"role": "user", "content": input_text}], stream=True
     )
-    return f"turn {conversation_state['turn_index']}: " + (reply.choices[0].message.content or "")
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    return f"turn {conversation_state['turn_index']}: " + text
 """
 
 

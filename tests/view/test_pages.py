@@ -169,6 +169,10 @@ def test_multi_turn_trace_shows_each_turn_with_its_model_calls(
     assert "Supervisor: <strong>" in page
     turn = page[page.index('id="turn-1"') :]
     assert re.search(r'model calls: <a href="#call-\d+">', turn)
+    call = page[page.index('id="call-0"') :]
+    assert re.search(r"streamed, \d+ chunks joined", call)
+    response = call[call.index("<h4>Response</h4>") :]
+    assert '<pre class="text">hello there</pre>' in response.split("</section>")[0]
 
 
 def test_session_page_shows_the_transcript_and_model_calls(
