@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import secrets
 import socket
@@ -123,7 +124,7 @@ def view(
         token = secrets.token_urlsafe(24)
         generated = True
     if store_url:
-        state = AppState(store_url=store_url, log_level=state.log_level)
+        state = dataclasses.replace(state, store_url=store_url)
     store = state.read_store()
     try:
         until = None

@@ -42,6 +42,8 @@ class Ledger:
     indexes: IndexCache = field(init=False)
     _integrity: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     _integrity_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards the two caches: integrity results and the list's figures."""
+    _figures: dict[tuple[str, str, str | None], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.catalog = Catalog(self.store, self.until)
@@ -50,6 +52,28 @@ class Ledger:
     def top(self) -> int:
         """The position pages are shown as of."""
         return self.until if self.until is not None else self.store.last_position()
+
+    def list_figures(self, entry: Entry) -> dict[str, Any]:
+        """An experiment's runs, ok, failed and tokens for the list. A finished experiment's
+        are kept for good (keyed by how it ended: a resume and a new end count afresh), so
+        a page of many experiments does not fold them all again for every look."""
+        key = (entry.ref, entry.status, entry.ended_at)
+        with self._integrity_lock:
+            known = self._figures.get(key)
+        if known is not None:
+            return known
+        index = self.indexes.get(entry.ref)
+        summary = index.memo("summary", index.summary)
+        figures = {
+            "ok": summary["successful"],
+            "failed": summary["failed"],
+            "tokens": summary["model_calls"]["total_tokens"],
+            "runs": summary["planned_runs"],
+        }
+        if entry.status != "running":
+            with self._integrity_lock:
+                self._figures[key] = figures
+        return figures
 
     def stream(self, stream_id: str) -> list[Any]:
         return [
@@ -119,14 +143,7 @@ def _list_row(ledger: Ledger, entry: Entry) -> dict[str, Any]:
         figures = session_figures(ledger.store, entry.ref, ledger.until)
         row.update(ok=None, failed=None, tokens=figures.total_tokens, runs=figures.turns)
         return row
-    index = ledger.indexes.get(entry.ref)
-    summary = index.memo("summary", index.summary)
-    row.update(
-        ok=summary["successful"],
-        failed=summary["failed"],
-        tokens=summary["model_calls"]["total_tokens"],
-        runs=summary["planned_runs"],
-    )
+    row.update(ledger.list_figures(entry))
     records = evaluation_results(ledger.store, entry.ref, ledger.until)
     row["evaluation"] = evaluation_verdict(records)
     return row
