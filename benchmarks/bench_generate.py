@@ -9,6 +9,10 @@
    the log, offline, wall clock of the command; the bytes must equal the first file.
    Target: under 1 s.
 
+Next to 1, in the same rounds: a bare script making the same 1,000 calls, 64 in flight,
+with a plain ``openai.AsyncOpenAI`` client (nothing recorded, no store, no file), so the
+ratio shows what agentledger adds and the rest is what the client and this machine cost.
+
     python benchmarks/bench_generate.py [--rounds 3] [--latency 0.2]
 """
 
@@ -19,6 +23,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,6 +74,26 @@ def timed(command: list[str], cwd: Path) -> tuple[float, float, int]:
     return wall, float(user) + float(system), int(rss)
 
 
+PLAIN_CLIENT = """
+import asyncio, sys
+import openai
+
+async def main(url):
+    client = openai.AsyncOpenAI(api_key="bench", base_url=url)
+    limit = asyncio.Semaphore(64)
+
+    async def one(n):
+        async with limit:
+            await client.chat.completions.create(
+                model="bench", messages=[{"role": "user", "content": f"Vary input {n}"}]
+            )
+
+    await asyncio.gather(*(one(n) for n in range(1000)))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
 def generation_id(text: str) -> str:
     return str(yaml.safe_load(text)["generation_config"]["generation_id"])
 
@@ -79,7 +104,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     args = parser.parse_args()
     print(machine())
-    generate_s, replay_s = [], []
+    generate_s, replay_s, plain_s = [], [], []
     with ModelServer(latency=args.latency) as server:
         for number in range(args.rounds):
             work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
@@ -97,6 +122,10 @@ def main() -> None:
                     server.base_url,
                 ]
                 load = os.getloadavg()[0]
+                plain, plain_cpu, _ = timed(
+                    [sys.executable, "-c", PLAIN_CLIENT, server.base_url], work
+                )
+                plain_s.append(plain)
                 seconds, cpu, rss = timed(command, project)
                 written = (project / "inputs" / "generated.yaml").read_bytes()
                 entries = yaml.safe_load(written)["inputs"]
@@ -115,17 +144,19 @@ def main() -> None:
                 assert (project / "replayed.yaml").read_bytes() == written, "replay differs"
                 replay_s.append(again)
                 print(
-                    f"round {number + 1} (load average {load:.1f}): generate 1,000 calls "
+                    f"round {number + 1} (load average {load:.1f}): plain client {plain:.2f} s "
+                    f"({plain_cpu:.2f} s CPU); generate 1,000 calls "
                     f"{seconds:.2f} s ({cpu:.2f} s CPU, peak RSS {rss // 1024} MB); replay "
                     f"{again:.2f} s ({again_cpu:.2f} s CPU, peak RSS {replay_rss // 1024} MB), "
                     "file identical"
                 )
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-    gen, rep = median(generate_s), median(replay_s)
+    gen, rep, plain = median(generate_s), median(replay_s), median(plain_s)
     print(
         f"generate 1,000 calls at {args.latency * 1000:.0f} ms, --parallel 64: median "
-        f"{gen:.2f} s (target <= 5 s: {'met' if gen <= 5 else 'MISSED'})"
+        f"{gen:.2f} s (target <= 5 s: {'met' if gen <= 5 else 'MISSED'}); the same calls "
+        f"from a plain openai client: median {plain:.2f} s ({gen / plain:.2f}x)"
     )
     print(
         f"replay of the same generation: median {rep:.2f} s "
