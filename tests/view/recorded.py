@@ -6,7 +6,8 @@ Experiment A runs three inputs x 2 iterations: a plain question, a hostile one (
 agent fails on (``boom``). Experiment B runs the same inputs with an agent that fails on
 the plain question instead: a regression for ``agentledger diff``. A is then scored by
 ``agentledger evaluate`` (one rule). A multi-turn experiment records turns, a supervisor
-and streamed model calls. A ``run agent`` session records a hostile message too.
+and streamed model calls; another retries a run that failed its first attempt. A
+``run agent`` session records a hostile message too.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ aggregate: {method: weighted_sum, threshold: 0.5}
 """
 
 
+FLAKY = """
+from pathlib import Path
+
+def run(input_text):
+    marker = Path(__file__).with_name("tried")
+    if not marker.exists():
+        marker.write_text("once")
+        raise ConnectionError("the first attempt loses its connection")
+    return "second attempt: " + input_text
+"""
+
+
 @dataclass(frozen=True)
 class Recorded:
     """Where the log is and what is in it."""
@@ -69,6 +82,8 @@ class Recorded:
     b: str
     multi: str
     session: str
+    retried: str
+    """An experiment whose one run failed its first attempt and succeeded on retry."""
     a_folder: Path
     b_folder: Path
 
@@ -114,6 +129,14 @@ def record(root: Path) -> Recorded:
         },
     )
     run_multi = _run(multi, store)
+    flaky = make_project(
+        root / "flaky",
+        agent=FLAKY,
+        inputs=[{"input": "try me"}],
+        iterations=1,
+        simulation={"model": "mock:echo", "runner": {"max_retries": 1}},
+    )
+    run_flaky = _run(flaky, store)
     agent_dir = root / "agent"
     subprocess.run(
         [AGENTLEDGER, "init", str(agent_dir), "--template", "agent"],
@@ -137,6 +160,7 @@ def record(root: Path) -> Recorded:
         experiment_id(run_b),
         experiment_id(run_multi),
         session_id,
+        experiment_id(run_flaky),
         next((project_a / "experiments").iterdir()),
         next((project_b / "experiments").iterdir()),
     )

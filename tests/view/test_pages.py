@@ -161,6 +161,17 @@ def test_failed_trace_shows_its_error_and_traceback(client: TestClient, recorded
     assert "agent gave up on: boom: this one fails" in page
 
 
+def test_a_retried_trace_shows_the_failed_attempt(client: TestClient, recorded: Recorded) -> None:
+    page = get(client, f"/traces/{recorded.retried}-000000")
+    retries = page[page.index("<h3>Retries</h3>") :]
+    assert "<code>ConnectionError</code>" in retries
+    assert "the first attempt loses its connection" in retries
+    assert "second attempt: try me" in page
+    assert "2 attempt(s)" in page
+    timeline = page[page.index("<title>Timeline</title>") :]
+    assert ">attempt 1<" in timeline and ">attempt 2<" in timeline
+
+
 def test_multi_turn_trace_shows_each_turn_with_its_model_calls(
     client: TestClient, recorded: Recorded
 ) -> None:
