@@ -11,15 +11,19 @@ scoring its seven fixed metrics.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agentledger.evaluation.checks import (
+    _Rule,
+    near,
+    parse_rule,
+)
 from agentledger.evaluation.errors import EvaluationConfigError
 from agentledger.eventstore.redaction import MASK
 from agentledger.experiments.config import load_yaml, validate_file
@@ -30,90 +34,6 @@ EVALUATION_FILE = Path("configs") / "evaluation.yaml"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-# --- rules -------------------------------------------------------------------------------
-
-
-class _Rule(_Strict):
-    check: str
-    target: str = "output"
-    """What the rule reads: ``output``, ``input``, or a dotted path into the trace
-    (``usage.total_tokens``, ``turns[0].agent_output``, ``metadata.expected``)."""
-
-
-class OutputNotEmptyRule(_Rule):
-    pass
-
-
-class ContainsRule(_Rule):
-    keywords: list[str] = Field(min_length=1)
-    case_sensitive: bool = False
-    match: Literal["all", "any"] = "all"
-    """``contains``: every keyword must appear (``all``) or one is enough (``any``)."""
-
-
-class MatchesRegexRule(_Rule):
-    pattern: str
-    case_sensitive: bool = True
-
-
-class LatencyUnderRule(_Rule):
-    budget_ms: float = Field(gt=0)
-
-
-class TokenUsageUnderRule(_Rule):
-    max_total_tokens: int | None = Field(default=None, ge=0)
-    max_prompt_tokens: int | None = Field(default=None, ge=0)
-    max_completion_tokens: int | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _one_limit(self) -> TokenUsageUnderRule:
-        if (self.max_total_tokens, self.max_prompt_tokens, self.max_completion_tokens) == (
-            None,
-            None,
-            None,
-        ):
-            raise ValueError("set max_total_tokens, max_prompt_tokens or max_completion_tokens")
-        return self
-
-
-class SimilarityRule(_Rule):
-    expected_path: str = "expected"
-    """Where the reference text is: a dotted path into the trace (``expected`` is the
-    input's ``expected`` field)."""
-    method: Literal["difflib"] = "difflib"
-    threshold: float = Field(default=0.8, ge=0, le=1)
-
-
-class SuccessRule(_Rule):
-    pass
-
-
-class JsonSchemaRule(_Rule):
-    json_schema: dict[str, Any] = Field(alias="schema")
-
-
-class EqualsRule(_Rule):
-    expected: Any = None
-    """A literal to compare with; without it, the value at ``expected_path``."""
-    expected_path: str = "expected"
-    case_sensitive: bool = True
-    strip: bool = True
-
-
-RULES: dict[str, type[_Rule]] = {
-    "output_not_empty": OutputNotEmptyRule,
-    "contains": ContainsRule,
-    "not_contains": ContainsRule,
-    "matches_regex": MatchesRegexRule,
-    "latency_under": LatencyUnderRule,
-    "token_usage_under": TokenUsageUnderRule,
-    "similarity": SimilarityRule,
-    "success": SuccessRule,
-    "json_schema": JsonSchemaRule,
-    "equals": EqualsRule,
-}
 
 
 # --- the file ----------------------------------------------------------------------------
@@ -382,52 +302,6 @@ FLUXLOOP_PROMPT = (
 )
 
 
-def _near(key: str, valid: list[str]) -> str:
-    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    return f"did you mean '{near[0]}'?" if near else f"valid: {', '.join(valid)}"
-
-
-def _rule(raw: Any, where: str) -> _Rule:
-    if not isinstance(raw, Mapping) or "check" not in raw:
-        raise EvaluationConfigError(f"{where}: a rule is a mapping with 'check' and its params")
-    check = str(raw["check"])
-    model = RULES.get(check)
-    if model is None:
-        raise EvaluationConfigError(
-            f"{where}: unknown check '{check}'; {_near(check, list(RULES))}"
-        )
-    try:
-        rule = model.model_validate(dict(raw))
-    except ValidationError as exc:
-        errors = exc.errors()
-        # A misspelled key also leaves its right spelling missing: name the misspelling.
-        error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        key = ".".join(str(p) for p in error["loc"]) or "check"
-        if error["type"] == "extra_forbidden":
-            valid = [f.alias or n for n, f in model.model_fields.items()]
-            raise EvaluationConfigError(
-                f"{where} ({check}): unknown key '{key}'; {_near(key, valid)}"
-            ) from None
-        if error["type"] == "missing":
-            raise EvaluationConfigError(f"{where} ({check}): missing '{key}'") from None
-        raise EvaluationConfigError(f"{where} ({check}): '{key}': {error['msg']}") from None
-    if isinstance(rule, MatchesRegexRule):
-        try:
-            re.compile(rule.pattern)
-        except re.error as exc:
-            raise EvaluationConfigError(
-                f"{where} (matches_regex): pattern {rule.pattern!r} is not a regular "
-                f"expression ({exc}); fix it"
-            ) from None
-    if isinstance(rule, JsonSchemaRule):
-        from agentledger.evaluation.jsonschema import check_schema
-
-        problem = check_schema(rule.json_schema)
-        if problem:
-            raise EvaluationConfigError(f"{where} (json_schema): {problem}")
-    return rule
-
-
 def _judge_model(config: EvaluatorConfig, where: str, env: Mapping[str, str]) -> ModelSpec:
     if config.model is None:
         spec = default_model(env)
@@ -441,7 +315,7 @@ def _judge_model(config: EvaluatorConfig, where: str, env: Mapping[str, str]) ->
     for key in params:
         if key not in allowed:
             raise EvaluationConfigError(
-                f"{where}.model_parameters: unknown key '{key}'; {_near(key, allowed)}"
+                f"{where}.model_parameters: unknown key '{key}'; {near(key, allowed)}"
             )
     if config.temperature is not None:
         params["temperature"] = config.temperature
@@ -527,7 +401,7 @@ def _judge(
         if name not in PROMPT_FIELDS:
             raise EvaluationConfigError(
                 f"{where}.prompt_template: unknown placeholder '{{{name}}}'; "
-                f"{_near(name, list(PROMPT_FIELDS))}"
+                f"{near(name, list(PROMPT_FIELDS))}"
             )
     return JudgeEvaluator(
         name=config.name,
@@ -612,7 +486,7 @@ def resolve(
                 )
             if not raw.rules:
                 raise EvaluationConfigError(f"{at}: a rule_based evaluator needs 'rules'")
-            rules = tuple(_rule(r, f"{at}.rules[{i}]") for i, r in enumerate(raw.rules))
+            rules = tuple(parse_rule(r, f"{at}.rules[{i}]") for i, r in enumerate(raw.rules))
             evaluators.append(RuleEvaluator(raw.name, raw.weight, rules))
         else:
             judge = _judge(raw, at, env, config.evaluation_goal.text)
@@ -664,13 +538,13 @@ def _check_metric_refs(config: EvaluationConfig, metrics: list[str], where: str)
     for name in config.metrics:
         if name not in metrics:
             raise EvaluationConfigError(
-                f"{where}: metrics.{name} names no scored metric; {_near(name, metrics)}"
+                f"{where}: metrics.{name} names no scored metric; {near(name, metrics)}"
             )
     for name in config.success_criteria.quality.min_scores:
         if name not in metrics:
             raise EvaluationConfigError(
                 f"{where}: success_criteria.quality.min_scores.{name} names no scored "
-                f"metric; {_near(name, metrics)}"
+                f"metric; {near(name, metrics)}"
             )
 
 

@@ -14,18 +14,17 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from agentledger.evaluation.config import (
+from agentledger.evaluation.checks import (
     ContainsRule,
     EqualsRule,
-    EvaluationSettings,
     JsonSchemaRule,
     LatencyUnderRule,
     MatchesRegexRule,
-    RuleEvaluator,
     SimilarityRule,
     TokenUsageUnderRule,
     _Rule,
 )
+from agentledger.evaluation.config import EvaluationSettings, RuleEvaluator
 from agentledger.evaluation.jsonschema import first_error
 from agentledger.evaluation.traces import MISSING, TraceView, _parsed, as_text
 from agentledger.events.evaluation import MetricScore, RuleOutcome

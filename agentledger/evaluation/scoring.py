@@ -11,8 +11,10 @@ Protocol of one evaluation of experiment ``X`` (stream ``evaluation-X-eNNN``):
 3. Rules score each trace at once; judges are asked with up to ``parallel`` traces in
    flight, their calls recorded in the stream. ``TraceScored`` events are appended in
    plan order whatever order the judges answer in.
-4. ``EvaluationCompleted`` carries the aggregate and the success-criteria verdict, then
-   the files are written from the stream (``summary.write_evaluation``).
+4. The stream is read back and folded (writing ``scores.jsonl``); ``EvaluationCompleted``
+   records what that fold says (the aggregate, the success-criteria verdict), and
+   ``summary.json`` is written from the fold with the completion applied: the same fold a
+   rebuild makes (``summary.write_evaluation``).
 
 In ``replay`` mode every judge call is answered from an earlier evaluation of the same
 experiment (matched per trace by request fingerprint, in order); a miss is a divergence,
@@ -28,7 +30,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +75,7 @@ WINDOW_PER_SLOT = 4
 """Traces read ahead per judge slot in flight (bounds memory, keeps every slot busy)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluationResult:
     """How an evaluation went, for the caller to print and exit on."""
 
@@ -83,10 +85,6 @@ class EvaluationResult:
     completed: EvaluationCompleted
     diverged: int = 0
     """Judged traces whose replay missed the recording."""
-    criteria_passed: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.criteria_passed = self.completed.passed
 
 
 def sampled(trace_id: str, rate: float) -> bool:

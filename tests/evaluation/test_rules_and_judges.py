@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from agentledger.evaluation.checks import parse_rule
 from agentledger.evaluation.config import (
     EvaluationConfig,
     EvaluationSettings,
@@ -13,7 +14,6 @@ from agentledger.evaluation.config import (
     JudgeEvaluator,
     RuleEvaluator,
     _judge,
-    _rule,
 )
 from agentledger.evaluation.judge import Reading, combine, parse_reply, render_prompt
 from agentledger.evaluation.rules import CHECKS, score_rules
@@ -37,7 +37,7 @@ def trace(output: Any = "The notebook is ready.", **changes: Any) -> TraceView:
 
 
 def check(rule: dict[str, Any], view: TraceView) -> tuple[bool, float, str]:
-    parsed = _rule(rule, "test")
+    parsed = parse_rule(rule, "test")
     outcome = CHECKS[parsed.check](parsed, view)
     return outcome.passed, outcome.score, outcome.detail
 
@@ -93,7 +93,7 @@ def test_dotted_target_walks_json_output() -> None:
     assert check({"check": "equals", "target": "output.n", "expected": 3}, trace('{"n": 3}'))[0]
 
 
-def test_failed_run_fails_success_rule() -> None:
+def test_failed_run_fails_successparse_rule() -> None:
     view = trace(status="failed")
     view.trace.error = {"type": "ValueError", "message": "x", "reason": "exception"}
     assert check({"check": "success"}, view) == (False, 0.0, "ValueError")
@@ -101,8 +101,8 @@ def test_failed_run_fails_success_rule() -> None:
 
 def test_evaluator_score_is_the_mean_of_its_rules() -> None:
     rules = (
-        _rule({"check": "success"}, "t"),
-        _rule({"check": "latency_under", "budget_ms": 1}, "t"),
+        parse_rule({"check": "success"}, "t"),
+        parse_rule({"check": "latency_under", "budget_ms": 1}, "t"),
     )
     score = score_rules(RuleEvaluator("r", 1.0, rules), trace(), SETTINGS)
     assert (score.score, score.passed, score.rating) == (0.5, False, "fair")
