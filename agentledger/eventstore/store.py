@@ -55,6 +55,7 @@ from agentledger.eventstore.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from agentledger.eventstore.faults import AppendHold
 from agentledger.eventstore.postgres import (
     APPEND_LOCK_KEY,
     MIGRATE_LOCK_KEY,
@@ -165,6 +166,7 @@ class EventStore(StoreReader):
             "pid": os.getpid(),
             "tool_version": installed_version(),
         }
+        self._hold = AppendHold.from_environment()  # tests only: see eventstore.faults
 
     # --- opening --------------------------------------------------------------------------
 
@@ -389,6 +391,8 @@ class EventStore(StoreReader):
     def append_batch(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Append to several streams in one transaction: all of them or, on any
         ``ConcurrencyError``, none. One commit for many small appends (group commit)."""
+        if self._hold is not None:
+            self._hold.before_append(p.event_type for r in requests for p in r.payloads)
         recorded_at = utc_now()
         prepared = []
         for request in requests:

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from agentledger.eventstore import EventStore
+from agentledger.eventstore.faults import HOLD_VARIABLE
 from agentledger.eventstore.slots import Claim, SlotBoard
 from tests.support.projects import (
     AGENTLEDGER,
@@ -101,7 +102,15 @@ def finals(store_url: str) -> Counter[str]:
     return counts
 
 
-VOLATILE = {"experiment_id", "started_at", "completed_at", "avg_duration_ms", "duration_ms"}
+VOLATILE = {
+    "experiment_id",
+    "started_at",
+    "completed_at",
+    "avg_duration_ms",
+    "duration_ms",
+    "date",
+    "duration_seconds",
+}
 
 
 def normal(value: Any) -> Any:
@@ -375,26 +384,42 @@ def test_when_the_starting_process_dies_the_workers_finish_and_write_the_report(
     tmp_path: Path, store_url: str
 ) -> None:
     project = make_project(
-        tmp_path / "quick", agent=QUICK_AGENT, inputs=INPUTS, iterations=ITERATIONS * 2
+        tmp_path / "quick", agent=QUICK_AGENT, inputs=INPUTS, iterations=ITERATIONS
     )
-    total = len(INPUTS) * ITERATIONS * 2
-    starter = popen(
-        "run", "experiment", "-y", "--workers", "2", "--parallel", "1", cwd=project, store=store_url
+    total = len(INPUTS) * ITERATIONS
+    # The worker stops before recording its second run (a fault hook, eventstore.faults),
+    # so that what follows happens at that exact point, not at a lucky moment.
+    hold = tmp_path / "hold"
+    hold.touch()
+    env = {HOLD_VARIABLE: f"TraceCompleted:2:{hold}"}
+    # Output to a file: the worker inherits it and goes on writing after the starter died.
+    log = (tmp_path / "starter.log").open("w")
+    starter = subprocess.Popen(
+        [AGENTLEDGER, "--store", store_url, "run", "experiment", "-y", "--workers", "1",
+         "--parallel", "1"],
+        cwd=project, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1", "AGENTLEDGER_STORE": ""},
     )  # fmt: skip
-    experiment = wait_until(lambda: started_experiment(store_url), "the experiment to start")
-    wait_until(lambda: events(store_url, "TraceCompleted"), "a first run to finish")
-    starter.send_signal(signal.SIGKILL)  # the starting process only: workers go on
-    starter.communicate(timeout=30)
+    log.close()
+    wait_until(lambda: Path(f"{hold}.held").exists(), "the worker to reach its second run")
+    experiment = started_experiment(store_url)
+    [first] = events(store_url, "TraceCompleted")
+    worker = first.metadata["pid"]
+    starter.send_signal(signal.SIGKILL)  # the starting process only: the worker goes on
+    starter.wait(timeout=30)
+    # Another process opens and closes the store while the worker is mid-experiment (a
+    # user looking). On SQLite, a worker that inherited the starter's open database file
+    # believes it holds locks it does not: this reader, the last to close, then
+    # checkpoints and deletes the WAL the worker goes on writing to, and every later
+    # commit of the worker vanishes.
+    looked = agentledger("experiments", "list", cwd=project, store=store_url)
+    assert looked.returncode == 0, looked.stderr
+    hold.unlink()  # release the worker
 
-    def read_while_they_work() -> Any:
-        # Another process reading the store as the workers write (a user looking): on
-        # SQLite it must not make their commits vanish with the WAL (a worker that
-        # inherited the starter's open database file would lose its locks on it).
-        agentledger("experiments", "list", cwd=project, store=store_url)
-        return events(store_url, "ExperimentCompleted")
-
-    wait_until(read_while_they_work, "the workers to finish", 120)
-    assert len(events(store_url, "TraceCompleted")) == total
+    wait_until(lambda: not _alive(worker), "the worker to exit", 90)
+    finished = finals(store_url)
+    assert sorted(finished.values()) == [1] * total, f"{len(finished)} of {total} runs kept"
+    assert len(events(store_url, "ExperimentCompleted")) == 1
     [started] = events(store_url, "ExperimentStarted")
     folder = Path(started.data["output_dir"])
     summary = wait_until(
@@ -406,9 +431,19 @@ def test_when_the_starting_process_dies_the_workers_finish_and_write_the_report(
     )
     assert summary["successful"] == total
     assert len(read_jsonl(folder / "trace_summary.jsonl")) == total
+    verify = agentledger("verify", experiment, cwd=project, store=store_url)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
     rebuilt = project / "rebuilt"
     rebuild = agentledger(
         "report", "rebuild", experiment, "--output-dir", str(rebuilt), cwd=project, store=store_url
     )
     assert rebuild.returncode == 0, rebuild.stderr
     assert folder_bytes(rebuilt) == folder_bytes(folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

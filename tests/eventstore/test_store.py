@@ -534,3 +534,38 @@ def test_lone_surrogates_in_event_data_are_stored_as_their_escape_text(store: Ev
     assert event.data == {"text": "bad \\ud800 here \\udcff"}
     assert event.hash == written.hash
     assert verify(store).ok
+
+
+def test_a_malformed_fault_hold_is_refused_in_one_line(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentledger.eventstore.errors import StoreError
+    from agentledger.eventstore.faults import HOLD_VARIABLE
+
+    monkeypatch.setenv(HOLD_VARIABLE, "TraceCompleted:second:/tmp/x")
+    with pytest.raises(StoreError, match="expected TYPE:N:PATH"):
+        EventStore.open(str(tmp_path / "ledger.db"))
+
+
+def test_a_fault_hold_stops_the_nth_append_of_its_type_until_released(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentledger.eventstore.faults import HOLD_VARIABLE
+
+    hold = tmp_path / "hold"
+    hold.touch()
+    monkeypatch.setenv(HOLD_VARIABLE, f"ObservationRecorded:2:{hold}")
+    with EventStore.open(str(tmp_path / "ledger.db")) as store:
+        store.append("trace-a", [started(0), observation(1)])  # the first: not held
+        second = threading.Thread(target=store.append, args=("trace-a", [observation(2)]))
+        second.start()
+        for _ in range(3000):  # a bound on a hang, not a timing assertion
+            if (tmp_path / "hold.held").exists():
+                break
+            time.sleep(0.01)
+        assert store.last_position() == 2  # held before its append
+        hold.unlink()
+        second.join(timeout=30)
+        assert store.last_position() == 3
+        store.append("trace-a", [observation(3)])  # held once only
+        assert store.last_position() == 4
