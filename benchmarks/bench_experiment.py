@@ -1,9 +1,12 @@
-"""Experiment runner figures, side by side in one run (issue 3 targets).
+"""Experiment runner figures, side by side in one run (issue 23 targets).
 
-1. 1,000 no-op runs, wall clock of the whole command: agentledger vs FluxLoop 0.3.2
-   (installed into a throwaway venv here; target: agentledger at least 20x faster).
-2. Runs/s at 100,000 no-op runs vs at 1,000 (target: at least 0.9x), with peak RSS.
-3. 1,000 runs of an agent sleeping 200 ms at --parallel 64 (target: within 5 s).
+1. 5,000 no-op runs of a plain agent, whole command, reports included: agentledger vs
+   FluxLoop 0.3.2 (installed into a throwaway venv here; target: at least 5x faster), and
+   with an SDK-decorated agent (target: at least 50x).
+2. Marginal cost per no-op run: (time at --big runs - time at 1,000 runs) / (big - 1,000)
+   (target: at most 0.1 ms a run), with peak RSS of both (target: within 1.3x).
+3. A 1-run experiment, whole command (target: at most 0.4 s); ``--help`` (under 0.15 s).
+4. 1,000 runs of an agent sleeping 200 ms at --parallel 64 (target: within 5 s).
 
     python benchmarks/bench_experiment.py [--rounds 3] [--skip-fluxloop] [--big 100000]
 """
@@ -20,6 +23,9 @@ from pathlib import Path
 from benchlib import AGENTLEDGER, machine, median, run_command, work_dir
 
 NOOP = "def run(input_text):\n    return input_text\n"
+SDK_NOOP = (
+    "import fluxloop\n\n@fluxloop.agent(name='Echo')\ndef run(input_text):\n    return input_text\n"
+)
 SLEEP = "import time\n\ndef run(input_text):\n    time.sleep(0.2)\n    return input_text\n"
 
 
@@ -36,8 +42,12 @@ def discard(path: Path) -> None:
 
 
 def project(root: Path, runs: int, agent: str, parallel: int = 1) -> Path:
-    """A FluxLoop 0.3.x project: one input, ``runs`` iterations."""
+    """A FluxLoop 0.3.x project of ``runs`` runs: inputs x iterations, at most 1,000
+    iterations (FluxLoop's own limit)."""
     discard(root)
+    iterations = min(runs, 1000)
+    inputs = max(1, runs // iterations)
+    assert inputs * iterations == runs, "runs must be a multiple of 1,000 above 1,000"
     (root / "configs").mkdir(parents=True)
     (root / "inputs").mkdir()
     (root / "configs" / "project.yaml").write_text("name: bench\n")
@@ -45,12 +55,13 @@ def project(root: Path, runs: int, agent: str, parallel: int = 1) -> Path:
         "personas: []\ninputs_file: inputs/generated.yaml\n"
     )
     (root / "configs" / "simulation.yaml").write_text(
-        f"name: bench\niterations: {runs}\nparallel_runs: {parallel}\n"
+        f"name: bench\niterations: {iterations}\nparallel_runs: {parallel}\n"
         "runner:\n  module_path: agent\n  function_name: run\n  target: agent:run\n"
         "  working_directory: .\n  timeout_seconds: 60\n  max_retries: 0\n"
         "output_directory: experiments\n"
     )
-    (root / "inputs" / "generated.yaml").write_text("inputs:\n  - input: hello\n")
+    lines = "".join(f"  - input: hello {n}\n" for n in range(inputs))
+    (root / "inputs" / "generated.yaml").write_text(f"inputs:\n{lines}")
     (root / "agent.py").write_text(agent)
     return root
 
@@ -79,6 +90,11 @@ def fluxloop_bin(base: Path) -> str | None:
     return str(binary)
 
 
+def fluxloop_run(binary: str, root: Path) -> float:
+    discard(root / "experiments")
+    return run_command([binary, "run", "experiment", "--yes"], root)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
@@ -88,30 +104,43 @@ def main() -> None:
     base = work_dir("experiment")
     print(f"machine: {machine()}")
 
-    small = project(base / "noop1k", 1000, NOOP)
-    ours = [agentledger_run(small)[0] for _ in range(args.rounds)]
-    print(f"agentledger, 1,000 no-op runs: median {median(ours):.2f} s")
-    if not args.skip_fluxloop:
-        binary = fluxloop_bin(base)
-        if binary is not None:
-            theirs = []
-            for _ in range(args.rounds):
-                discard(small / "experiments")
-                theirs.append(run_command([binary, "run", "experiment", "--yes"], small)[0])
+    binary = None if args.skip_fluxloop else fluxloop_bin(base)
+    for label, agent, target in (("plain", NOOP, 5.0), ("SDK-decorated", SDK_NOOP, 50.0)):
+        five = project(base / f"noop5k-{label}", 5000, agent)
+        ours, theirs = [], []
+        for _ in range(args.rounds):  # interleaved, so both see the same machine
+            ours.append(agentledger_run(five)[0])
+            if binary is not None:
+                theirs.append(fluxloop_run(binary, five))
+        line = f"5,000 no-op runs, {label} agent: agentledger median {median(ours):.2f} s"
+        if theirs:
             ratio = median(theirs) / median(ours)
-            print(
-                f"fluxloop 0.3.2, 1,000 no-op runs: median {median(theirs):.2f} s -> "
-                f"agentledger is {ratio:.1f}x faster (target >= 20x)"
+            line += (
+                f", fluxloop 0.3.2 median {median(theirs):.2f} s -> agentledger is "
+                f"{ratio:.1f}x faster (target >= {target:g}x)"
             )
+        print(line)
 
-    big = project(base / "noopbig", args.big, NOOP, parallel=1)
+    small = project(base / "noop1k", 1000, NOOP)
+    big = project(base / "noopbig", args.big, NOOP)
+    small_runs = [agentledger_run(small) for _ in range(args.rounds)]
     big_time, big_rss = agentledger_run(big)
-    small_time, small_rss = agentledger_run(small)
-    rate_small, rate_big = 1000 / small_time, args.big / big_time
+    small_time = median([t for t, _ in small_runs])
+    small_rss = max(rss for _, rss in small_runs)
+    marginal_ms = (big_time - small_time) / (args.big - 1000) * 1000
     print(
-        f"runs/s: {rate_small:,.0f} at 1,000 ({small_rss / 1024:.0f} MB peak), "
-        f"{rate_big:,.0f} at {args.big:,} ({big_rss / 1024:.0f} MB peak) -> "
-        f"{rate_big / rate_small:.2f}x (target >= 0.9x)"
+        f"marginal cost per no-op run ({args.big:,} runs {big_time:.2f} s - 1,000 runs "
+        f"{small_time:.2f} s): {marginal_ms:.3f} ms (target <= 0.1 ms); peak RSS "
+        f"{small_rss / 1024:.0f} MB at 1,000, {big_rss / 1024:.0f} MB at {args.big:,} -> "
+        f"{big_rss / small_rss:.2f}x (target <= 1.3x)"
+    )
+
+    one = project(base / "noop1", 1, NOOP)
+    singles = [agentledger_run(one)[0] for _ in range(max(args.rounds, 5))]
+    helps = [run_command([AGENTLEDGER, "--help"], base)[0] for _ in range(max(args.rounds, 5))]
+    print(
+        f"1-run experiment, whole command: median {median(singles):.3f} s (target <= 0.4 s); "
+        f"--help: median {median(helps):.3f} s (target < 0.15 s)"
     )
 
     sleepy = project(base / "sleep", 1000, SLEEP)

@@ -1,6 +1,6 @@
-"""agentledger: events."""
+"""agentledger: events.
 
-# Every payload module registers its types on import; importing them here means any code
-# that reads the log (verify, events list, export/import) knows every type.
-from agentledger.events import evaluation as evaluation
-from agentledger.events import generation as generation
+Payload modules register their types on import: ``payloads`` (the catalog most commands
+use) at once, ``evaluation`` and ``generation`` when a type of theirs is first looked up
+(``payloads.payload_class``), so any code that reads the log knows every type.
+"""

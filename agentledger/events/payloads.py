@@ -8,6 +8,7 @@ so old events are never rewritten.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -53,18 +54,32 @@ def upcaster(
     return decorate
 
 
+_OTHER_MODULES = ("agentledger.events.evaluation", "agentledger.events.generation")
+"""Payload modules registered on first need (most commands never meet their types, and
+building their models costs start-up time)."""
+
+
+def _register_all() -> None:
+    for name in _OTHER_MODULES:
+        importlib.import_module(name)
+
+
 def payload_class(event_type: str) -> type[Payload]:
     """The registered model for ``event_type``; unknown types raise ``UnknownEventTypeError``."""
-    try:
-        return _REGISTRY[event_type]
-    except KeyError:
+    found = _REGISTRY.get(event_type)
+    if found is None:
+        _register_all()
+        found = _REGISTRY.get(event_type)
+    if found is None:
         raise UnknownEventTypeError(
             f"unknown event type {event_type!r}; this agentledger knows {len(_REGISTRY)} types"
-        ) from None
+        )
+    return found
 
 
 def known_types() -> list[str]:
     """Every registered event type, sorted."""
+    _register_all()
     return sorted(_REGISTRY)
 
 

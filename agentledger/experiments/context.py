@@ -135,9 +135,7 @@ class RunContext:
         self.iteration = iteration
         self.metadata = dict(metadata)
         self.seed = seed
-        self.random = random.Random(seed)
-        """A generator seeded per slot: use it instead of the global ``random`` under
-        ``--parallel``."""
+        self._random: random.Random | None = None
         self._recorder = recorder
         self._ids = itertools.count(1)
         self._calls = itertools.count()
@@ -151,6 +149,15 @@ class RunContext:
         """The conversation turn being run (multi-turn experiments)."""
         self.divergence: Divergence | None = None
         """The first point where a replayed run stopped matching its recording."""
+
+    @property
+    def random(self) -> random.Random:
+        """A generator seeded per slot: use it instead of the global ``random`` under
+        ``--parallel``. Made on first use (most runs never draw from it); it lives for the
+        whole slot, so a retry continues its sequence."""
+        if self._random is None:
+            self._random = random.Random(self.seed)
+        return self._random
 
     # --- models ---------------------------------------------------------------------------
 

@@ -42,19 +42,33 @@ class Interrupted(BaseException):
 
 
 class _Interruption:
-    """What a Ctrl-C during a run does besides ending it: tell the experiment at once (the
-    event loop only hears of the signal after the run has ended)."""
+    """The main thread's SIGINT handler while the event loop handles Ctrl-C: between runs it
+    does what the loop's own handler does (nothing: the loop hears the signal through its
+    wakeup fd); during a run it also tells the experiment at once (the loop only hears of
+    the signal after the run has ended) and ends the run with ``Interrupted``."""
 
     def __init__(self) -> None:
         self.notify: Callable[[], None] | None = None
+        self.replaced: Any = None
+        self.decided = False
+        """Whether this experiment's SIGINT handler was looked at (once per experiment)."""
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.notify is not None:
-            self.notify()
+        notify = self.notify
+        if notify is None:
+            if callable(self.replaced):
+                self.replaced(signum, frame)
+            return
+        self.notify = None
+        notify()
         raise Interrupted
 
 
 _INTERRUPTION = _Interruption()
+
+
+def _is_ours(handler: object) -> bool:
+    return handler is _INTERRUPTION
 
 
 class _Alarm:
@@ -91,13 +105,18 @@ def available() -> bool:
 
 @contextmanager
 def alarm_handler() -> Iterator[None]:
-    """Install the alarm's handler for the duration of an experiment (main thread only)."""
+    """Install the alarm's handler for the duration of an experiment (main thread only),
+    and put back the SIGINT handler runs stood in for."""
     previous: Any = signal.signal(signal.SIGALRM, _ALARM.fire)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        replaced, _INTERRUPTION.replaced = _INTERRUPTION.replaced, None
+        _INTERRUPTION.decided = False
+        if replaced is not None and _is_ours(signal.getsignal(signal.SIGINT)):
+            signal.signal(signal.SIGINT, replaced)
 
 
 @contextmanager
@@ -109,11 +128,21 @@ def deadline(
     Under the event loop's own SIGINT handling (the command's), a Ctrl-C reaches the run
     now, not when it returns: ``on_interrupt`` is called and ``Interrupted`` raised in it."""
     _ALARM.trace_id, _ALARM.fired = trace_id, 0
-    loop_handler = signal.getsignal(signal.SIGINT)
-    swap = callable(loop_handler) and loop_handler is not signal.default_int_handler
-    if swap:
+    if not _INTERRUPTION.decided:
+        # Asked once per experiment (getsignal costs tens of microseconds: it builds an
+        # enum). The event loop's handler gets ours in its place; the default one is left
+        # alone (there Ctrl-C raises KeyboardInterrupt in the run as usual).
+        _INTERRUPTION.decided = True
+        handler = signal.getsignal(signal.SIGINT)
+        if (
+            callable(handler)
+            and not _is_ours(handler)
+            and handler is not signal.default_int_handler
+        ):
+            _INTERRUPTION.replaced = handler
+            signal.signal(signal.SIGINT, _INTERRUPTION)
+    if _INTERRUPTION.replaced is not None:
         _INTERRUPTION.notify = on_interrupt
-        signal.signal(signal.SIGINT, _INTERRUPTION)
     if seconds is not None:
         _ALARM.armed = True
         signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -123,6 +152,4 @@ def deadline(
         if seconds is not None:
             _ALARM.armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if swap:
-            signal.signal(signal.SIGINT, loop_handler)
-            _INTERRUPTION.notify = None
+        _INTERRUPTION.notify = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from agentledger.eventstore.store import AppendRequest, EventStore
 log = logging.getLogger("agentledger.runner")
 
 Callback = Callable[[AppendResult | None, StoreError | None], None]
+LINGER_SECONDS = 0.002
+"""How long the writer waits after the first queued request before committing a batch."""
 
 
 @dataclass
@@ -44,9 +47,12 @@ class _Item:
 class BatchWriter:
     """Appends submitted requests in order, batching up to ``max_batch`` per transaction."""
 
-    def __init__(self, store: EventStore, *, max_batch: int = 512) -> None:
+    def __init__(
+        self, store: EventStore, *, max_batch: int = 512, linger: float = LINGER_SECONDS
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._failure: StoreError | None = None
         self._lost: dict[tuple[str, object], ConcurrencyError] = {}
@@ -90,6 +96,10 @@ class BatchWriter:
             first = self._queue.get()
             if first is None:
                 return
+            if self._linger:
+                # Let the runs queue more before taking the lock they also need: fewer,
+                # larger transactions, and far fewer hand-offs of the interpreter lock.
+                time.sleep(self._linger)
             batch = [first]
             stop = False
             while len(batch) < self._max_batch:

@@ -23,12 +23,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx2
-
-from agentledger.eventstore.redaction import Redactor
-from agentledger.models.recording import AsyncRecordingTransport, RecordingTransport
+if TYPE_CHECKING:
+    from agentledger.eventstore.redaction import Redactor
 
 BASE_CLIENT = "openai._base_client"
 
@@ -40,7 +38,11 @@ _saved: tuple[Any, Any, Any] | None = None
 
 
 def _recorded_classes(base: Any, redactor: Redactor) -> tuple[type[Any], type[Any]]:
+    # Imported here: only an agent that uses openai pays for the HTTP stack.
+    import httpx2
     from openai._constants import DEFAULT_CONNECTION_LIMITS
+
+    from agentledger.models.recording import AsyncRecordingTransport, RecordingTransport
 
     sync_base: Any = base.SyncHttpxClientWrapper
     async_base: Any = base.AsyncHttpxClientWrapper

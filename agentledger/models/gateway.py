@@ -14,11 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx2
-
 from agentledger.eventstore.redaction import Redactor
-from agentledger.models.mock import MockModelTransport
-from agentledger.models.recording import AsyncRecordingTransport, RecordingTransport
 from agentledger.models.specs import Endpoint, ModelSpec
 
 if TYPE_CHECKING:
@@ -61,9 +57,15 @@ class ModelGateway:
         """The spec's sampling parameters as request fields."""
         return self.spec.sampling()
 
+    # The HTTP stack (httpx2, openai, the recording transports) is imported when a client
+    # is first built: an experiment whose agent never calls a model does not pay for it.
+
     def _inner(self, asynchronous: bool) -> Any:
         if self.spec.provider == "mock":
+            from agentledger.models.mock import MockModelTransport
+
             return MockModelTransport(self.spec.name, self.spec.replies)
+        import httpx2
         from openai._constants import DEFAULT_CONNECTION_LIMITS
 
         if asynchronous:
@@ -75,6 +77,8 @@ class ModelGateway:
         with self._lock:
             if self._client is None:
                 import openai
+
+                from agentledger.models.recording import RecordingTransport
 
                 transport = RecordingTransport(
                     self._inner(False), self._redactor, self.spec.provider
@@ -91,6 +95,8 @@ class ModelGateway:
         with self._lock:
             if self._async_client is None:
                 import openai
+
+                from agentledger.models.recording import AsyncRecordingTransport
 
                 transport = AsyncRecordingTransport(
                     self._inner(True), self._redactor, self.spec.provider

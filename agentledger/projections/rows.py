@@ -224,26 +224,37 @@ def conversation_state(trace: TraceFold, entries: list[JsonDict]) -> JsonDict | 
     }
 
 
+# The writers build rows as plain dicts in the models' field order (validating and dumping a
+# model per row would cost more than the rest of a report line); ``trace_summary_row`` and
+# ``trace_row`` give the same content as models, and a test checks the two agree.
+
+
+def trace_summary_dict(trace: TraceFold, entries: list[JsonDict] | None = None) -> JsonDict:
+    """A trace_summary.jsonl line (``TraceSummaryRow``'s fields, in order)."""
+    if entries is None:
+        entries = conversation(trace)
+    return {
+        "trace_id": trace.trace_id,
+        "iteration": trace.iteration,
+        "persona": trace.persona,
+        "input": trace.input,
+        "output": trace.output,
+        "duration_ms": trace.duration_ms,
+        "success": trace.success,
+        "input_index": trace.input_index,
+        "status": trace.status,
+        "attempts": trace.attempt_count,
+        "error": _error_brief(trace),
+        "conversation_state": conversation_state(trace, entries),
+        "conversation_status": trace.conversation_state if trace.turns else None,
+        "termination_reason": trace.termination_reason,
+        "turn_count": trace.turn_count if trace.turns else None,
+        "conversation": entries,
+    }
+
+
 def trace_summary_row(trace: TraceFold) -> TraceSummaryRow:
-    entries = conversation(trace)
-    return TraceSummaryRow(
-        trace_id=trace.trace_id,
-        iteration=trace.iteration,
-        persona=trace.persona,
-        input=trace.input,
-        output=trace.output,
-        duration_ms=trace.duration_ms,
-        success=trace.success,
-        input_index=trace.input_index,
-        status=trace.status,
-        attempts=trace.attempt_count,
-        error=_error_brief(trace),
-        conversation_state=conversation_state(trace, entries),
-        conversation_status=trace.conversation_state if trace.turns else None,
-        termination_reason=trace.termination_reason,
-        turn_count=trace.turn_count if trace.turns else None,
-        conversation=entries,
-    )
+    return TraceSummaryRow.model_validate(trace_summary_dict(trace))
 
 
 def trace_usage(trace: TraceFold) -> JsonDict:
@@ -265,38 +276,44 @@ def trace_usage(trace: TraceFold) -> JsonDict:
     }
 
 
+def trace_dict(trace: TraceFold, entries: list[JsonDict] | None = None) -> JsonDict:
+    """A traces.jsonl line (``TraceRow``'s fields, in order)."""
+    if entries is None:
+        entries = conversation(trace)
+    return {
+        "trace_id": trace.trace_id,
+        "slot": trace.slot,
+        "input_index": trace.input_index,
+        "iteration": trace.iteration,
+        "persona": trace.persona,
+        "input": trace.input,
+        "call_args": trace.call_args,
+        "seed": trace.seed,
+        "status": trace.status,
+        "success": trace.success,
+        "output": trace.output,
+        "error": trace.error,
+        "started_at": trace.started_at,
+        "completed_at": trace.completed_at,
+        "duration_ms": trace.duration_ms,
+        "attempts": trace.attempts,
+        "attempt_count": trace.attempt_count,
+        "turns": trace.turns,
+        "conversation_history": conversation_history(trace),
+        "model_calls": sorted(trace.model_calls.values(), key=lambda c: c.get("call_index", 0)),
+        "tool_calls": list(trace.tool_calls.values()),
+        "usage": trace_usage(trace),
+        "observation_count": len(trace.observations),
+        "turn_count": trace.turn_count,
+        "conversation_state": conversation_state(trace, entries),
+        "conversation_status": trace.conversation_state,
+        "termination_reason": trace.termination_reason,
+        "conversation": entries,
+    }
+
+
 def trace_row(trace: TraceFold) -> TraceRow:
-    entries = conversation(trace)
-    return TraceRow(
-        trace_id=trace.trace_id,
-        slot=trace.slot,
-        input_index=trace.input_index,
-        iteration=trace.iteration,
-        persona=trace.persona,
-        input=trace.input,
-        call_args=trace.call_args,
-        seed=trace.seed,
-        status=trace.status,
-        success=trace.success,
-        output=trace.output,
-        error=trace.error,
-        started_at=trace.started_at,
-        completed_at=trace.completed_at,
-        duration_ms=trace.duration_ms,
-        attempts=trace.attempts,
-        attempt_count=trace.attempt_count,
-        turns=trace.turns,
-        conversation_history=conversation_history(trace),
-        model_calls=sorted(trace.model_calls.values(), key=lambda c: c.get("call_index", 0)),
-        tool_calls=list(trace.tool_calls.values()),
-        usage=trace_usage(trace),
-        observation_count=len(trace.observations),
-        turn_count=trace.turn_count,
-        conversation_state=conversation_state(trace, entries),
-        conversation_status=trace.conversation_state,
-        termination_reason=trace.termination_reason,
-        conversation=entries,
-    )
+    return TraceRow.model_validate(trace_dict(trace))
 
 
 _SDK_EXTRAS = (

@@ -36,10 +36,11 @@ from agentledger.projections.folds import ExperimentFold, TraceFold
 from agentledger.projections.report import ExperimentReport, TraceSource
 from agentledger.projections.rows import (
     SummaryAccumulator,
+    conversation,
     observation_rows,
     summary_document,
-    trace_row,
-    trace_summary_row,
+    trace_dict,
+    trace_summary_dict,
 )
 from agentledger.projections.transcripts import trace_transcript
 
@@ -175,8 +176,8 @@ def says_more(trace: TraceFold) -> bool:
     return bool(trace.turns or trace.model_calls or trace.tool_calls)
 
 
-def _summary_line(trace: TraceFold) -> dict[str, Any]:
-    row = trace_summary_row(trace).model_dump(mode="json")
+def _summary_line(trace: TraceFold, entries: list[Any]) -> dict[str, Any]:
+    row = trace_summary_dict(trace, entries)
     for key in _MULTI_TURN_ONLY:
         if row[key] is None:
             del row[key]
@@ -205,9 +206,10 @@ class _TraceSink:
         self.acc.add(trace)
         if self.html is not None:
             self.html.add(trace)
-        self.files[0].write(_summary_line(trace))
+        entries = conversation(trace)
+        self.files[0].write(_summary_line(trace, entries))
         if len(self.files) > 1:  # save_traces
-            self.files[1].write(trace_row(trace).model_dump(mode="json"))
+            self.files[1].write(trace_dict(trace, entries))
             self.files[2].write_many(observation_rows(trace))
         if says_more(trace):
             self.transcripts.write(

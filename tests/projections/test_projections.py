@@ -422,3 +422,21 @@ def test_temporaries_of_writers_that_died_are_removed_and_live_ones_kept(tmp_pat
     assert not any(p.exists() for p in stale)
     assert not (tmp_path / f".transcripts.tmp-{dead_pid}").exists()
     assert all(p.exists() for p in kept)
+
+
+def test_row_dicts_the_writers_use_are_what_the_row_models_hold() -> None:
+    from agentledger.projections.rows import (
+        TraceRow,
+        TraceSummaryRow,
+        trace_dict,
+        trace_summary_dict,
+    )
+
+    traces = list(stream_report(*_by_stream(_events())).traces)
+    assert traces
+    for trace in traces:
+        for model, build in ((TraceSummaryRow, trace_summary_dict), (TraceRow, trace_dict)):
+            row = build(trace)
+            dumped = model.model_validate(row).model_dump(mode="json")
+            assert list(row) == list(model.model_fields) == list(dumped)
+            assert orjson.dumps(row) == orjson.dumps(dumped)
