@@ -339,7 +339,9 @@ async def _ask(
                 ),
                 budget.remaining_seconds(),
             )
-        except (TimeoutError, openai.OpenAIError) as exc:
+        except TimeoutError:
+            return "limits.timeout_seconds reached"
+        except openai.OpenAIError as exc:
             detail = str(exc).splitlines()[0][:200] if str(exc) else ""
             problem = f"judge call failed: {type(exc).__name__}{': ' + detail if detail else ''}"
             continue

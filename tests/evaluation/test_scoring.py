@@ -293,3 +293,38 @@ def test_compare_finds_metric_and_trace_regressions(project: Path) -> None:
         f"trace {diff.traces[0].trace_b} (input 1, iteration 0): PASS -> FAIL",
         f"trace {diff.traces[1].trace_b} (input 1, iteration 1): PASS -> FAIL",
     ]
+
+
+def test_judge_model_flag_replaces_the_configured_model(project: Path) -> None:
+    config = judge_config("http://127.0.0.1:9/v1")
+    config["evaluators"][0]["model"] = "gpt-4o-mini"  # no key in this environment
+    configure(project, config)
+    outcome = evaluate("demo", project, store=project / "ledger.db", judge_model="mock:echo")
+    assert outcome.summary["verdicts"]["PASS"] == 6
+    with open_store(project / "ledger.db", create=False) as store:
+        (started,) = store.read_all(types=["EvaluationStarted"])
+    assert started.data["judge_models"] == {"quality": "mock:echo"}
+
+
+def test_timeout_leaves_slow_judges_unscored_with_the_reason(project: Path) -> None:
+    with ModelServer(latency=2.0) as server:
+        server.replies = ['{"quality": {"label": "GOOD", "reason": "fine"}}']
+        config = {**judge_config(server.base_url, retries=0), "limits": {"timeout_seconds": 0.3}}
+        configure(project, config)
+        outcome = evaluate("demo", project, store=project / "ledger.db", parallel=6)
+    lines = read_jsonl(outcome.output_dir / "scores.jsonl")
+    assert {line["verdict"] for line in lines} == {"REVIEW"}
+    assert lines[0]["scores"][0]["reason"] == "unscored: limits.timeout_seconds reached"
+
+
+def test_max_cost_stops_judging_once_spent(project: Path) -> None:
+    with ModelServer() as server:
+        server.replies = ['{"quality": {"label": "GOOD", "reason": "fine"}}']
+        limits = {"max_cost": 0.001, "cost_per_1k_tokens": {"prompt": 1.0, "completion": 1.0}}
+        configure(project, {**judge_config(server.base_url), "limits": limits})
+        outcome = evaluate("demo", project, store=project / "ledger.db", parallel=1)
+    lines = read_jsonl(outcome.output_dir / "scores.jsonl")
+    assert lines[0]["verdict"] == "PASS"
+    assert lines[1]["scores"][0]["reason"] == "unscored: limits.max_cost (0.001) reached"
+    assert len(server.requests) == 1
+    assert outcome.summary["judge"]["cost"] > 0.001
