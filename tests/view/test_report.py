@@ -111,3 +111,26 @@ def test_report_html_of_an_unknown_experiment_is_one_line(
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no experiment 'nope'" in result.stderr
+
+
+def test_report_html_as_of_to_stdout(recorded: Recorded, store: EventStore, tmp_path: Path) -> None:
+    first = next(
+        ev.position
+        for ev in store.read_all(correlation_id=recorded.a)
+        if ev.type in ("TraceCompleted", "TraceFailed")
+    )
+    result = agentledger(
+        "report",
+        "html",
+        recorded.a,
+        "--as-of",
+        str(first),
+        "-o",
+        "-",
+        cwd=tmp_path,
+        store=recorded.store,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("<!doctype html>")
+    assert f"as of log position {first}" in result.stdout
+    assert not (tmp_path / "-").exists() and not (tmp_path / "report.html").exists()
