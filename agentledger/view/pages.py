@@ -24,8 +24,12 @@ from agentledger.view.errors import BadRequestError, NotFoundError
 from agentledger.view.evaluation import EvaluationRecord, evaluation_results
 from agentledger.view.index import ExperimentIndex, IndexCache, MatrixRow
 from agentledger.view.listing import Catalog, Entry, session_figures
-from agentledger.view.traces import build_trace_view
+from agentledger.view.traces import TraceView, build_trace_view
 
+TIMELINE_BARS = 400
+"""Bars a timeline draws (a trace with thousands of observations would be unreadable)."""
+ROWS_SHOWN = 2_000
+"""Observations and raw events a trace page lists (the rest: agentledger events list)."""
 LIST_PAGE = 25
 MATRIX_PAGE = 100
 DIFF_PAGE = 100
@@ -285,9 +289,8 @@ def trace_page(ledger: Ledger, trace_id: str) -> dict[str, Any]:
     )
     return {
         "title": f"Trace {trace_id}",
-        "view": view,
+        **_stream_parts(view),
         "experiment": experiment,
-        "timeline": waterfall(view.bars, view.total_ms),
         "evaluation": [r for r in records if r.trace_id == trace_id],
         "live": _live(ledger, view.fold.status == "running", stream=trace_stream(trace_id)),
     }
@@ -301,9 +304,18 @@ def session_page(ledger: Ledger, session_id: str) -> dict[str, Any]:
     view = build_trace_view(session_stream(session_id), events)
     return {
         "title": f"Session {session_id}",
-        "view": view,
-        "timeline": waterfall(view.bars, view.total_ms),
+        **_stream_parts(view),
         "live": _live(ledger, not view.ended, stream=session_stream(session_id)),
+    }
+
+
+def _stream_parts(view: TraceView) -> dict[str, Any]:
+    """The timeline and the listed rows of a trace or session page, within their limits."""
+    return {
+        "view": view,
+        "timeline": waterfall(view.bars[:TIMELINE_BARS], view.total_ms),
+        "bars_hidden": max(0, len(view.bars) - TIMELINE_BARS),
+        "rows_shown": ROWS_SHOWN,
     }
 
 

@@ -310,3 +310,17 @@ def test_evaluation_results_show_where_the_log_has_them(
     assert "TraceScored: verdict=FAIL" in get(client, f"/traces/{recorded.a}-000002")
     diff = get(client, f"/diff?a={recorded.a}&b={recorded.b}")
     assert "score: verdict=PASS" in diff
+
+
+def test_a_long_trace_draws_and_lists_up_to_the_limits(
+    client: TestClient, recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentledger.view import pages
+
+    monkeypatch.setattr(pages, "TIMELINE_BARS", 2)
+    monkeypatch.setattr(pages, "ROWS_SHOWN", 3)
+    page = get(client, f"/traces/{recorded.a}-000000")
+    assert "more bars not drawn (the first 2 in time order are)" in page
+    events = page[page.index('id="events"') :]
+    assert events.count('<tr id="event-') == 3
+    assert f"agentledger events list --stream trace-{recorded.a}-000000</code>" in events
