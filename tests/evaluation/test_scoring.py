@@ -328,3 +328,25 @@ def test_max_cost_stops_judging_once_spent(project: Path) -> None:
     assert lines[1]["scores"][0]["reason"] == "unscored: limits.max_cost (0.001) reached"
     assert len(server.requests) == 1
     assert outcome.summary["judge"]["cost"] > 0.001
+
+
+def test_evaluate_replay_and_rebuild_on_each_backend(tmp_path: Path, store_url: str) -> None:
+    root = make_project(tmp_path / "proj", agent=AGENT, inputs=INPUTS, iterations=2)
+    run_experiment(root, store=store_url)
+    judge = {
+        "name": "quality",
+        "type": "llm_judge",
+        "model": "mock:echo",
+        "labels": ["GOOD", "BAD"],
+    }
+    configure(root, {**RULES, "evaluators": [*RULES["evaluators"], judge]})
+    live = evaluate("demo", root, store=store_url, parallel=3)
+    written = {p.name: p.read_bytes() for p in live.output_dir.iterdir()}
+    replayed = evaluate("demo", root, store=store_url, record_mode="replay")
+    assert (replayed.output_dir / "scores.jsonl").read_bytes() == written["scores.jsonl"]
+    rebuilt = rebuild_evaluation(
+        "demo", root, store=store_url, which="1", output_dir=tmp_path / "again"
+    )
+    assert {p.name: p.read_bytes() for p in rebuilt.output_dir.iterdir()} == written
+    with open_store(store_url, create=False) as store:
+        assert verify(store).ok
