@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import secrets
 import socket
+from urllib.parse import quote
 
 import click
 
@@ -147,7 +148,7 @@ def view(
             echo(f"{reach}every request needs the {where} access token.")
             if generated:
                 echo(f"Token: {token}")
-            url = f"{url}?token={token}"
+            url = f"{url}?token={quote(token, safe='')}"
         echo(f"Open {url}  (Ctrl-C to stop)")
         if open_browser:
             import webbrowser

@@ -9,7 +9,7 @@ the experiment's ``ExperimentIndex``, built only for the experiments on the page
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agentledger.events.streams import SESSION_PREFIX, experiment_stream, session_stream
 from agentledger.eventstore.envelope import parse_timestamp
@@ -56,12 +56,15 @@ class Entry:
 
 
 class Catalog:
-    """Every experiment and session in the log as of ``until``, re-read when the log grows."""
+    """Every experiment and session in the log as of ``until``, caught up with the
+    lifecycle events committed since the last look (the log is never read twice)."""
 
     def __init__(self, store: EventStore, until: int | None) -> None:
         self._store = store
         self._until = until
-        self._seen = -1
+        self._seen = 0
+        self._experiments: dict[str, ExperimentFold] = {}
+        self._sessions: dict[str, Entry] = {}
         self._entries: list[Entry] = []
         self._lock = threading.Lock()
 
@@ -70,29 +73,27 @@ class Catalog:
         with self._lock:
             top = self._store.last_position() if self._until is None else self._until
             if top != self._seen:
-                self._entries = self._read(top)
+                self._read(top)
                 self._seen = top
             return list(self._entries)
 
-    def _read(self, top: int) -> list[Entry]:
-        experiments: dict[str, ExperimentFold] = {}
-        sessions: dict[str, Entry] = {}
-        for ev in self._store.read_all(types=LIFECYCLE, until=top):
+    def _read(self, top: int) -> None:
+        for ev in self._store.read_all(self._seen, types=LIFECYCLE, until=top):
             if ev.type.startswith("Session"):
                 session_id = str(ev.data["session_id"])
                 if ev.type == "SessionStarted":
                     name = f"{ev.data.get('project', '?')} / {ev.data.get('agent', '?')}"
-                    sessions[session_id] = Entry(
+                    self._sessions[session_id] = Entry(
                         "session", session_id, name, "running", ev.recorded_at, None, ev.position
                     )
-                elif session_id in sessions:
-                    entry = sessions[session_id]
+                elif session_id in self._sessions:
+                    entry = self._sessions[session_id]
                     entry.status = "completed"
                     entry.ended_at = ev.recorded_at
                     entry.planned = int(ev.data.get("turns", 0))
             else:
                 experiment_id = str(ev.data["experiment_id"])
-                experiments.setdefault(experiment_id, ExperimentFold()).apply(ev)
+                self._experiments.setdefault(experiment_id, ExperimentFold()).apply(ev)
         entries = [
             Entry(
                 "experiment",
@@ -104,12 +105,12 @@ class Catalog:
                 fold.first_position,
                 fold.total_runs,
             )
-            for fold in experiments.values()
+            for fold in self._experiments.values()
             if fold.experiment_id
         ]
-        entries += sessions.values()
+        entries += [replace(entry) for entry in self._sessions.values()]
         entries.sort(key=lambda e: e.position, reverse=True)
-        return entries
+        self._entries = entries
 
     def experiment_id(self, ref: str) -> str:
         """The id of the experiment ``ref`` names (an id, a unique name or an output
