@@ -189,3 +189,22 @@ def test_evaluate_refuses_live_judges_while_the_experiment_replays(tmp_path: Pat
         "Error: --evaluate: judge 'quality' (openai:gpt-4o-mini) would be called live while "
         "the experiment replays"
     )
+
+
+def test_without_a_config_the_fluxloop_judge_scores_offline(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "proj", agent=AGENT)
+    assert run(root).returncode == 0
+    result = agentledger("evaluate", "demo", cwd=root)
+    assert result.returncode == 0, result.stderr
+    summary = yaml.safe_load((output_folder(result) / "summary.json").read_text())
+    assert list(summary["metrics"]) == [
+        "task_completion",
+        "hallucination",
+        "relevance",
+        "tool_usage",
+        "user_satisfaction",
+        "clarity",
+        "persona_consistency",
+    ]
+    assert summary["judge"]["calls"] == 6
+    assert "Success criteria: none set" in result.stdout
