@@ -254,9 +254,13 @@ class EventStore(StoreReader):
         return self.location.backend
 
     def schema_revision(self) -> str | None:
-        """The alembic revision the database is at."""
+        """The alembic revision the database is at; another program's alembic-managed
+        database is refused (its stamp is not ours)."""
         with self._read() as conn:
-            return migrations.current_revision(conn)
+            current = migrations.current_revision(conn)
+            if current is not None and current != migrations.head_revision():
+                self._refuse_foreign(current, inspect(conn).get_table_names())
+        return current
 
     def _ensure_schema(self, *, upgrade: bool, create: bool = True) -> None:
         head = migrations.head_revision()

@@ -421,6 +421,7 @@ def _database_contents(engine) -> list:
     [
         pytest.param({}, id="open"),
         pytest.param({"create": False, "schema": "require", "readonly": True}, id="read"),
+        pytest.param({"create": False, "schema": "skip"}, id="db-current"),
     ],
 )
 def test_another_programs_alembic_database_is_refused_as_foreign_and_left_untouched(
@@ -438,7 +439,8 @@ def test_another_programs_alembic_database_is_refused_as_foreign_and_left_untouc
     location = parse_store_url(store_url)
     file_before = location.path.read_bytes() if location.path is not None else None
     with pytest.raises(StoreUnavailableError) as refused:
-        EventStore.open(store_url, **how)
+        # `db current` opens without a schema check, then asks for the revision.
+        EventStore.open(store_url, **how).schema_revision()
     message = str(refused.value)
     assert "is not an agentledger store: it holds another program's tables" in message
     assert "(alembic_version, customers)" in message and "newer" not in message
