@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +32,7 @@ from agentledger.errors import AgentLedgerError
 from agentledger.eventstore.store import EventStore
 from agentledger.view import pages
 from agentledger.view.errors import BadRequestError, NotFoundError
+from agentledger.view.listing import log_point
 from agentledger.view.render import STATIC, render
 
 COOKIE = "agentledger_token"
@@ -127,11 +129,15 @@ def create_app(
     """The viewer over ``store`` (opened read-only by the caller), as of ``until``.
     ``allowed_hosts`` guards against DNS rebinding (the Host header must name one)."""
     ledger = pages.Ledger(store, until)
+    points = _Points(ledger)
 
-    def page(template: str, build: Callable[[Request], dict[str, Any]]) -> Any:
+    def page(template: str, build: Callable[[Request, pages.Ledger], dict[str, Any]]) -> Any:
         def endpoint(request: Request) -> Response:
-            context = build(request)
-            return _html(template, ledger, context)
+            pin, at = points.for_request(request)
+            context = build(request, at)
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "as_of"]
+            here = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            return _html(template, at, {**context, "pin": pin, "here": here})
 
         return endpoint
 
@@ -143,8 +149,8 @@ def create_app(
             "/",
             page(
                 "list.html",
-                lambda r: pages.list_page(
-                    ledger,
+                lambda r, at: pages.list_page(
+                    at,
                     kind=query(r, "kind"),
                     status=query(r, "status"),
                     q=query(r, "q"),
@@ -156,8 +162,8 @@ def create_app(
             "/experiments/{ref:path}/integrity",
             page(
                 "integrity.html",
-                lambda r: pages.integrity_fragment(
-                    ledger, ledger.catalog.experiment_id(r.path_params["ref"])
+                lambda r, at: pages.integrity_fragment(
+                    at, at.catalog.experiment_id(r.path_params["ref"])
                 ),
             ),
         ),
@@ -165,8 +171,8 @@ def create_app(
             "/experiments/{ref:path}",
             page(
                 "experiment.html",
-                lambda r: pages.experiment_page(
-                    ledger,
+                lambda r, at: pages.experiment_page(
+                    at,
                     r.path_params["ref"],
                     status=query(r, "status"),
                     persona=query(r, "persona"),
@@ -177,18 +183,18 @@ def create_app(
         ),
         Route(
             "/traces/{trace_id:path}",
-            page("trace.html", lambda r: pages.trace_page(ledger, r.path_params["trace_id"])),
+            page("trace.html", lambda r, at: pages.trace_page(at, r.path_params["trace_id"])),
         ),
         Route(
             "/sessions/{session_id:path}",
-            page("session.html", lambda r: pages.session_page(ledger, r.path_params["session_id"])),
+            page("session.html", lambda r, at: pages.session_page(at, r.path_params["session_id"])),
         ),
         Route(
             "/diff",
             page(
                 "diff.html",
-                lambda r: pages.diff_page(
-                    ledger,
+                lambda r, at: pages.diff_page(
+                    at,
                     query(r, "a"),
                     query(r, "b"),
                     changed=query(r, "changed") == "1",
@@ -202,7 +208,7 @@ def create_app(
 
     def failure(status: int, title: str) -> Any:
         def handler(request: Request, exc: Exception) -> Response:
-            context = {"title": title, "message": str(exc), "live": ""}
+            context = {"title": title, "message": str(exc), "live": "", "pin": None}
             return _html("error.html", ledger, context, status)
 
         return handler
@@ -217,6 +223,39 @@ def create_app(
             AgentLedgerError: failure(500, "The log cannot be shown"),
         },
     )
+
+
+class _Points:
+    """The ledgers of the points in the log pages are asked for with ``?as_of=``
+    (a position or a time), each with its own caches; the few most recent are kept."""
+
+    LIMIT = 4
+
+    def __init__(self, base: pages.Ledger) -> None:
+        self.base = base
+        self._ledgers: OrderedDict[int, pages.Ledger] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_request(self, request: Request) -> tuple[int | None, pages.Ledger]:
+        """(the pinned position or None, the ledger to read) for a request."""
+        text = request.query_params.get("as_of", "").strip()
+        if not text:
+            return None, self.base
+        from agentledger.eventstore.envelope import utc_now
+
+        position = log_point(self.base.store, text, utc_now(), name="as_of")
+        if self.base.until is not None and position > self.base.until:
+            raise BadRequestError(
+                f"as_of {text} is after this viewer's --as-of position {self.base.until}"
+            )
+        with self._lock:
+            ledger = self._ledgers.get(position)
+            if ledger is None:
+                ledger = self._ledgers[position] = pages.Ledger(self.base.store, position)
+            self._ledgers.move_to_end(position)
+            while len(self._ledgers) > self.LIMIT:
+                self._ledgers.popitem(last=False)
+        return position, ledger
 
 
 def _html(template: str, ledger: pages.Ledger, context: dict[str, Any], status: int = 200) -> Any:

@@ -147,31 +147,32 @@ def is_session(stream_id: str) -> bool:
     return stream_id.startswith(SESSION_PREFIX)
 
 
-def log_point(store: EventStore, as_of: str, now: str) -> int:
-    """The log position ``--as-of`` names: a position (not past the log's end) or an
-    ISO-8601 time, read as UTC when it has no zone (not in the future)."""
+def log_point(store: EventStore, as_of: str, now: str, name: str = "--as-of") -> int:
+    """The log position ``--as-of`` (or the parameter ``name``) names: a position (not past
+    the log's end) or an ISO-8601 time, read as UTC when it has no zone (not in the
+    future)."""
     text = as_of.strip()
     last = store.last_position()
     if text.isdigit():
         position = int(text)
         if position > last:
             raise BadRequestError(
-                f"--as-of {position} is beyond the end of the log (last position {last}); "
+                f"{name} {position} is beyond the end of the log (last position {last}); "
                 "give a position up to it or a time"
             )
         if position == 0:
-            raise BadRequestError("--as-of 0 is before the first event; positions start at 1")
+            raise BadRequestError(f"{name} 0 is before the first event; positions start at 1")
         return position
     try:
         stamp = utc_stamp(text)
     except ValueError:
         raise BadRequestError(
-            f"--as-of {as_of!r} is neither a log position nor an ISO-8601 time such as "
+            f"{name} {as_of!r} is neither a log position nor an ISO-8601 time such as "
             "2026-01-31T12:00:00Z"
         ) from None
     if stamp > now:
-        raise BadRequestError(f"--as-of {as_of} is in the future (now is {now})")
+        raise BadRequestError(f"{name} {as_of} is in the future (now is {now})")
     position = store.position_at(stamp)
     if position == 0:
-        raise BadRequestError(f"--as-of {as_of} is before the first event of the log")
+        raise BadRequestError(f"{name} {as_of} is before the first event of the log")
     return position

@@ -39,6 +39,13 @@ def percent(value: Any) -> str:
     return f"{float(value) * 100:.1f}%"
 
 
+def at(url: str, pin: int | None) -> str:
+    """``url`` kept at the page's pinned log position (``?as_of=``), when there is one."""
+    if pin is None:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}as_of={pin}"
+
+
 def clip(text: Any, limit: int = 120) -> str:
     value = text if isinstance(text, str) else pretty_json(text)
     return value if len(value) <= limit else value[: limit - 1] + "…"
@@ -57,7 +64,7 @@ def environment() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(json=pretty_json, ms=ms, percent=percent, clip=clip)
+    env.filters.update(json=pretty_json, ms=ms, percent=percent, clip=clip, at=at)
     return env
 
 

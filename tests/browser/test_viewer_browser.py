@@ -25,6 +25,7 @@ def pages_of(recorded: Recorded) -> dict[str, str]:
         "list": "/",
         "experiment": f"/experiments/{a}",
         "experiment-filtered": f"/experiments/{a}?status=failed",
+        "experiment-as-of": f"/experiments/{a}?as_of=10",
         "trace": f"/traces/{a}-000000",
         "trace-failed": f"/traces/{a}-000004",
         "trace-hostile": f"/traces/{a}-000002",

@@ -324,3 +324,43 @@ def test_a_long_trace_draws_and_lists_up_to_the_limits(
     events = page[page.index('id="events"') :]
     assert events.count('<tr id="event-') == 3
     assert f"agentledger events list --stream trace-{recorded.a}-000000</code>" in events
+
+
+def _first_finish(store: EventStore, experiment_id: str) -> int:
+    return next(
+        ev.position
+        for ev in store.read_all(correlation_id=experiment_id)
+        if ev.type in ("TraceCompleted", "TraceFailed")
+    )
+
+
+def test_as_of_in_the_address_shows_the_page_as_the_log_stood(
+    client: TestClient, recorded: Recorded, store: EventStore
+) -> None:
+    point = _first_finish(store, recorded.a)
+    page = get(client, f"/experiments/{recorded.a}?as_of={point}")
+    assert f"as of log position {point}" in page
+    assert re.search(r'id="fig-finished">1<', page)
+    assert 'badge running">running</span>' in page
+    assert f'href="/traces/{recorded.a}-000000?as_of={point}"' in page  # links keep the point
+    assert f'<input type="hidden" name="as_of" value="{point}">' in page
+    assert f'href="/experiments/{recorded.a}">back to the whole log</a>' in page
+    assert 'data-live=""' in page
+    listing = get(client, f"/?as_of={point}")
+    assert recorded.a in listing and recorded.b not in listing
+
+
+def test_a_raw_event_links_to_its_trace_as_of_that_event(
+    client: TestClient, recorded: Recorded, store: EventStore
+) -> None:
+    events = store.read_stream(f"trace-{recorded.a}-000000")
+    page = get(client, f"/traces/{recorded.a}-000000")
+    assert f'<a href="?as_of={events[0].position}"' in page
+    early = get(client, f"/traces/{recorded.a}-000000?as_of={events[0].position}")
+    assert 'badge running">running</span>' in early
+    assert early.count('<tr id="event-') == 1
+
+
+def test_a_bad_as_of_in_the_address_is_a_400_naming_it(client: TestClient) -> None:
+    body = get(client, "/?as_of=soon", 400)
+    assert "as_of &#39;soon&#39; is neither a log position nor an ISO-8601 time" in body
