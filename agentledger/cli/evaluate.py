@@ -181,6 +181,18 @@ def print_outcome(outcome: EvaluationOutcome) -> None:
         f"Verdicts: {verdicts}  pass rate: {aggregate['pass_rate']:.1%}"
         f"  mean {aggregate['method']}: {_number(aggregate['mean'])}"
     )
+    for persona, group in (summary.get("by_persona") or {}).items():
+        echo(
+            f"  persona {persona}: {group['traces']} traces, pass rate "
+            f"{group['pass_rate']:.1%}, mean {_number(group['mean_aggregate'])}"
+        )
+    judge = summary["judge"]
+    if judge["calls"]:
+        cost = f", cost {judge['cost']:.4f}" if judge["cost"] is not None else ""
+        echo(
+            f"Judge: {judge['calls']} calls ({judge['failed_calls']} failed), "
+            f"{judge['prompt_tokens'] + judge['completion_tokens']} tokens{cost}"
+        )
     for name, found in summary["efficiency"].items():
         if found["outliers"]:
             echo(f"Outliers ({name} > {_number(found['threshold'])}): {found['outliers']}")
