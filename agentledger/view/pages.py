@@ -45,7 +45,7 @@ class Ledger:
     catalog: Catalog = field(init=False)
     indexes: IndexCache = field(init=False)
     _integrity: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    _integrity_lock: threading.Lock = field(default_factory=threading.Lock)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock)
     """Guards the two caches: integrity results and the list's figures."""
     _figures: dict[tuple[str, str, str | None], dict[str, Any]] = field(default_factory=dict)
 
@@ -62,7 +62,7 @@ class Ledger:
         are kept for good (keyed by how it ended: a resume and a new end count afresh), so
         a page of many experiments does not fold them all again for every look."""
         key = (entry.ref, entry.status, entry.ended_at)
-        with self._integrity_lock:
+        with self._cache_lock:
             known = self._figures.get(key)
         if known is not None:
             return known
@@ -75,7 +75,7 @@ class Ledger:
             "runs": summary["planned_runs"],
         }
         if entry.status != "running":
-            with self._integrity_lock:
+            with self._cache_lock:
                 self._figures[key] = figures
         return figures
 
@@ -248,7 +248,7 @@ def integrity_fragment(ledger: Ledger, experiment_id: str) -> dict[str, Any]:
 
     ledger.catalog.experiment_id(experiment_id)
     top = ledger.store.last_position()
-    with ledger._integrity_lock:
+    with ledger._cache_lock:
         cached = ledger._integrity.get(experiment_id)
     if cached is not None and cached[0] == top:
         return cached[1]
@@ -263,7 +263,7 @@ def integrity_fragment(ledger: Ledger, experiment_id: str) -> dict[str, Any]:
         "position": top,
         "as_of": ledger.until,
     }
-    with ledger._integrity_lock:
+    with ledger._cache_lock:
         ledger._integrity[experiment_id] = (top, result)
     return result
 
