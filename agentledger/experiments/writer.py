@@ -30,6 +30,8 @@ log = logging.getLogger("agentledger.runner")
 Callback = Callable[[AppendResult | None, StoreError | None], None]
 LINGER_SECONDS = 0.002
 """How long the writer waits after the first queued request before committing a batch."""
+MAX_PENDING = 4096
+"""Requests queued and not yet committed beyond which ``submit`` waits for the writer."""
 
 
 @dataclass
@@ -48,11 +50,17 @@ class BatchWriter:
     """Appends submitted requests in order, batching up to ``max_batch`` per transaction."""
 
     def __init__(
-        self, store: EventStore, *, max_batch: int = 512, linger: float = LINGER_SECONDS
+        self,
+        store: EventStore,
+        *,
+        max_batch: int = 512,
+        linger: float = LINGER_SECONDS,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
         self._linger = linger
+        self._max_pending = max_pending
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._failure: StoreError | None = None
         self._lost: dict[tuple[str, object], ConcurrencyError] = {}
@@ -72,6 +80,11 @@ class BatchWriter:
         if self._failure is not None:
             raise self._failure
         with self._idle:
+            # Runs that make events faster than they can be committed wait here, so that
+            # memory stays flat however long the experiment (the writer never stops: it
+            # commits, or fails and says so).
+            while self._pending >= self._max_pending and self._failure is None:
+                self._idle.wait(0.5)
             self._pending += 1
         self._queue.put(_Item(request, callback, owner))
 
