@@ -15,7 +15,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,14 +46,15 @@ class Target:
     bindings: tuple[tuple[str, str, bool], ...]
     """(parameter name, value name, keyword-only?) in signature order."""
 
-    @property
-    def binds_conversation(self) -> bool:
-        """Whether a parameter takes ``messages``, ``history`` or ``conversation_state``."""
-        return any(source in CONVERSATION_NAMES for _, source, _ in self.bindings)
+    binds_conversation: bool = field(init=False)
+    """Whether a parameter takes ``messages``, ``history`` or ``conversation_state``."""
+    is_async: bool = field(init=False)
 
-    @property
-    def is_async(self) -> bool:
-        return self.kind in ("async", "async_generator")
+    def __post_init__(self) -> None:
+        # Asked on every run: worked out once.
+        binds = any(source in CONVERSATION_NAMES for _, source, _ in self.bindings)
+        object.__setattr__(self, "binds_conversation", binds)
+        object.__setattr__(self, "is_async", self.kind in ("async", "async_generator"))
 
     def replay_arguments(
         self, recorded: Mapping[str, Any], values: Mapping[str, Any]
