@@ -63,7 +63,10 @@ def decode_utf8(data: bytes, where: str) -> str:
 
 def parse_yaml(text: str, where: str) -> Any:
     """The value of one YAML document, refusing alias bombs and runaway nesting."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character up front
+    except yaml.reader.ReaderError as exc:
+        raise _unprintable(text, exc, where) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -81,6 +84,17 @@ def parse_yaml(text: str, where: str) -> Any:
         ) from None
     finally:
         loader.dispose()
+
+
+def _unprintable(text: str, exc: yaml.reader.ReaderError, where: str) -> ConfigError:
+    """YAML allows no control characters but tab and line breaks (nor NUL, nor lone
+    surrogates) in a file, only as escapes in double-quoted strings."""
+    line = text.count("\n", 0, exc.position) + 1
+    code = exc.character if isinstance(exc.character, int) else 0
+    return ConfigError(
+        f"{where} line {line}: character U+{code:04X} is not allowed in YAML; write it as an "
+        'escape in a double-quoted string (e.g. "\\0", "\\e", "\\uD800") or remove it'
+    )
 
 
 def parse_json(text: str | bytes, where: str) -> Any:

@@ -164,6 +164,8 @@ def test_fuzzed_text_in_the_inputs_file_and_config_is_recorded_intact(
 @given(blob=st.binary(max_size=40), where=st.sampled_from(["inputs", "config"]))
 @example(blob=b"\xff\xfe", where="inputs")
 @example(blob=b"\xed\xa0\x80", where="config")  # a surrogate encoded as if it were UTF-8
+@example(blob=b"\x00", where="inputs")  # valid UTF-8 that YAML does not allow raw
+@example(blob=b"\x1b[31m", where="config")
 def test_raw_bytes_in_the_inputs_file_or_config_are_recorded_or_refused_in_one_line(
     tmp_path: Path, blob: bytes, where: str
 ) -> None:

@@ -361,3 +361,23 @@ def test_an_experiment_start_that_lost_its_id_is_a_one_line_error_in_every_comma
             "not hold what a ExperimentStarted holds (KeyError: 'experiment_id'); the log is "
             "damaged: run `agentledger verify`\n"
         ), args
+
+
+@pytest.mark.parametrize(
+    ("config", "raw"),
+    [("inputs/generated.yaml", b"\x00"), ("configs/simulation.yaml", b"\x1b[31m")],
+)
+def test_a_control_character_written_raw_in_a_yaml_file_is_a_one_line_error(
+    tmp_path: Path, config: str, raw: bytes
+) -> None:
+    project = make_project(tmp_path / "proj", iterations=1)
+    path = project / config
+    path.write_bytes(path.read_bytes() + b'description: "x' + raw + b'"\n')
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 2, result.stderr
+    line = path.read_text().count("\n")
+    assert result.stderr.strip().endswith(
+        f"{path} line {line}: character U+{raw[0]:04X} is not allowed in YAML; write it as an "
+        'escape in a double-quoted string (e.g. "\\0", "\\e", "\\uD800") or remove it'
+    ), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
