@@ -141,7 +141,16 @@ def evaluate(
             parallel=parallel,
             output_dir=folder,
         )
-    return _outcome(result.evaluation_id, result.experiment_id, folder, result.diverged)
+    outcome = _outcome(result.evaluation_id, result.experiment_id, folder, result.diverged)
+    if output_dir is None:
+        # The files went into the experiment's folder: its summary names them, as a
+        # report rebuild would.
+        from agentledger.evaluation.section import set_summary_entry, summary_entry
+
+        set_summary_entry(
+            folder.parent, fold.experiment_id, summary_entry(outcome.summary, folder.name)
+        )
+    return outcome
 
 
 def _outcome(
@@ -158,7 +167,8 @@ def _outcome(
 def find_evaluation(store: EventStore, experiment_id: str, which: str | None) -> str:
     """An evaluation of the experiment: its number, its id, its name, or (None) the
     latest."""
-    from agentledger.evaluation.scoring import evaluation_numbers, latest_evaluation
+    from agentledger.evaluation.catalog import evaluation_numbers
+    from agentledger.evaluation.scoring import latest_evaluation
     from agentledger.events.evaluation import evaluation_id_for
 
     numbers = evaluation_numbers(store, experiment_id)
@@ -194,9 +204,9 @@ def rebuild_evaluation(
 ) -> EvaluationOutcome:
     """Write an evaluation's files again from the log (``which``: number, id or name;
     default the latest), as of ``as_of`` (a position or an ISO time) when given."""
+    from agentledger.evaluation.catalog import started_ref
     from agentledger.evaluation.scoring import read_evaluation
     from agentledger.evaluation.summary import write_evaluation
-    from agentledger.events.evaluation import evaluation_stream
     from agentledger.eventstore.envelope import utc_now
     from agentledger.eventstore.store import EventStore
     from agentledger.projections.report import resolve_as_of
@@ -214,13 +224,17 @@ def rebuild_evaluation(
         fold = _experiment(handle, experiment)
         evaluation_id = find_evaluation(handle, fold.experiment_id, which)
         until = resolve_as_of(handle, fold.experiment_id, as_of, utc_now())
-        first = handle.read_stream(evaluation_stream(evaluation_id))[0]
+        first = started_ref(handle, evaluation_id)
+        if first is None:
+            raise EvaluationConfigError(
+                f"evaluation {evaluation_id} has no EvaluationStarted; run agentledger verify"
+            )
         if until is not None and until < first.position:
             raise EvaluationConfigError(
                 f"--as-of {as_of}: evaluation {evaluation_id} began later (position "
                 f"{first.position})"
             )
-        folder = output_dir or evaluation_folder(fold, project, first.data.get("name"))
+        folder = output_dir or evaluation_folder(fold, project, first.name)
         write_evaluation(read_evaluation(handle, evaluation_id, until), folder)
     finally:
         if owned:

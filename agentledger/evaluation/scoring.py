@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agentledger.evaluation.catalog import evaluation_numbers, latest_of, list_evaluations
 from agentledger.evaluation.config import (
     EvaluationSettings,
     JudgeEvaluator,
@@ -57,7 +58,6 @@ from agentledger.events.evaluation import (
     TraceScored,
     evaluation_id_for,
     evaluation_stream,
-    experiment_evaluations_prefix,
 )
 from agentledger.eventstore.errors import ConcurrencyError
 from agentledger.eventstore.store import NO_STREAM, EventStore
@@ -125,25 +125,10 @@ def verdict(scores: list[MetricScore], value: float | None, threshold: float) ->
 # --- replay ------------------------------------------------------------------------------
 
 
-def evaluation_numbers(store: EventStore, experiment_id: str) -> list[int]:
-    """The numbers of the experiment's evaluations so far, ascending."""
-    prefix = experiment_evaluations_prefix(experiment_id)
-    numbers = []
-    for stream in store.streams(prefix):
-        tail = stream[len(prefix) :]
-        if tail.isdigit():
-            numbers.append(int(tail))
-    return sorted(numbers)
-
-
 def latest_evaluation(store: EventStore, experiment_id: str, name: str | None) -> str | None:
     """The most recent evaluation of the experiment (with ``name``, when given)."""
-    for number in reversed(evaluation_numbers(store, experiment_id)):
-        evaluation_id = evaluation_id_for(experiment_id, number)
-        events = store.read_stream(evaluation_stream(evaluation_id))
-        if events and (name is None or events[0].data.get("name") == name):
-            return evaluation_id
-    return None
+    ref = latest_of(list_evaluations(store, experiment_id), name)
+    return ref.evaluation_id if ref is not None else None
 
 
 def judge_books(store: EventStore, evaluation_id: str) -> dict[str, ReplayBook]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import chain, groupby, pairwise
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from agentledger.events.streams import TRACE_PREFIX, experiment_stream, experiment_traces_prefix
 from agentledger.eventstore.envelope import (
@@ -27,6 +28,9 @@ from agentledger.eventstore.store import EventStore
 from agentledger.projections.errors import AsOfError, ProjectionError, UnknownExperimentError
 from agentledger.projections.folds import ExperimentFold, TraceFold
 from agentledger.projections.rows import SummaryAccumulator
+
+if TYPE_CHECKING:
+    from agentledger.evaluation.section import EvaluationPart
 
 TraceSource = Callable[[], Iterator[TraceFold]]
 """Reads and folds a run of consecutive traces (in any process: it opens its own reads)."""
@@ -41,6 +45,10 @@ class ExperimentReport:
     parts: Sequence[TraceSource] = ()
     """The same traces cut into consecutive runs that can be folded apart (by other
     processes) and joined in this order; empty when the report is not cut."""
+    evaluations: Sequence[EvaluationPart] | None = None
+    """The evaluations written beside the report (``evaluation.section``): empty when the
+    experiment has none as of the report's point; None when not looked up (a live
+    refresh), which leaves the evaluation folders alone."""
 
 
 def _fold_trace(events: Iterable[FoldableEvent]) -> TraceFold | None:
@@ -191,12 +199,18 @@ def load_report(
         raise UnknownExperimentError(f"no experiment {experiment_id} in the store")
     prefix = experiment_traces_prefix(experiment_id)
     cuts = store.split_prefix(prefix, parts, min_events=min_part_events) if parts > 1 else []
+    # One index seek when the experiment has no evaluation streams.
+    from agentledger.evaluation.section import report_evaluations
+
+    evaluations = report_evaluations(store, experiment_id, until)
     if not cuts:
-        return stream_report(experiment_events, store.read_prefix_folds(prefix, until=until))
+        loaded = stream_report(experiment_events, store.read_prefix_folds(prefix, until=until))
+        loaded.evaluations = evaluations
+        return loaded
     bounds: list[str | None] = [None, *cuts, None]
     sources = [partial(_read_traces, store, prefix, until, pair) for pair in pairwise(bounds)]
     traces = chain.from_iterable(source() for source in sources)
-    return ExperimentReport(fold_experiment(experiment_events), traces, sources)
+    return ExperimentReport(fold_experiment(experiment_events), traces, sources, evaluations)
 
 
 def _read_traces(

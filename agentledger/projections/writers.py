@@ -267,7 +267,8 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
             f.close()
     with atomic_file(folder / CONFIG) as handle:
         handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
-    write_summary(folder, report.experiment, sink.acc)
+    evaluation = _write_evaluations(report, folder)
+    write_summary(folder, report.experiment, sink.acc, evaluation)
     files = [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"]
     if sink.acc.errors:
         with atomic_file(folder / ERRORS) as handle:
@@ -280,6 +281,18 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
             handle.write(html.render(report.experiment, sink.acc))
         files.append(REPORT_HTML)
     return WrittenReport(folder, files, sink.traces, len(report.parts) if parallel else 1)
+
+
+def _write_evaluations(report: ExperimentReport, folder: Path) -> dict[str, Any] | None:
+    """The evaluations' files beside the report (and stale ones of an earlier rebuild
+    removed); the summary's entry for the latest, or None. A report without evaluations
+    whose folder has no evaluation folder imports nothing more."""
+    parts = report.evaluations
+    if parts is None or (not parts and not any(folder.glob("evaluation*"))):
+        return None
+    from agentledger.evaluation.section import write_evaluations
+
+    return write_evaluations(parts, folder, report.experiment.experiment_id)
 
 
 def _html_report() -> Any:
@@ -375,10 +388,18 @@ def _write_part(
         sender.close()
 
 
-def write_summary(folder: Path, experiment: ExperimentFold, acc: SummaryAccumulator) -> None:
-    """Write summary.json alone (what a live refresh of a very large experiment does)."""
+def write_summary(
+    folder: Path,
+    experiment: ExperimentFold,
+    acc: SummaryAccumulator,
+    evaluation: dict[str, Any] | None = None,
+) -> None:
+    """Write summary.json alone (what a live refresh of a very large experiment does);
+    ``evaluation``, the latest evaluation's entry, goes last."""
     with atomic_file(folder / SUMMARY) as handle:
         document = summary_document(experiment, acc)
+        if evaluation is not None:
+            document["evaluation"] = evaluation
         handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
 
 
