@@ -57,7 +57,8 @@ def report() -> None:
     type=click.IntRange(min=1),
     metavar="N",
     help="Write the report with at most N processes, each taking a run of the traces "
-    "of 50,000 events or more [default: one per available CPU].",
+    "of 50,000 events or more [default: one per available CPU, less the one the "
+    "integrity check runs on].",
 )
 @pass_state
 def rebuild(
@@ -79,19 +80,26 @@ def rebuild(
 
     from agentledger.eventstore.envelope import utc_now
     from agentledger.projections.catalog import resolve_experiment
+    from agentledger.projections.rebuild import rebuild_checked
     from agentledger.projections.report import check_integrity, load_report, resolve_as_of
     from agentledger.projections.writers import check_folder, recorded_folder, write_report
 
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    parts = jobs or (len(usable) if usable else os.cpu_count() or 1)
+    cpus = len(usable) if usable else os.cpu_count() or 1
+    # The integrity check runs alongside the writers in a process of its own: one CPU is
+    # left to it unless --ignore-integrity skips it.
+    parts = jobs or (cpus if ignore_integrity else max(1, cpus - 1))
     with state.read_store() as store:
         ref = resolve_experiment(store, experiment)
         until = resolve_as_of(store, ref.experiment_id, as_of, utc_now())
         loaded = load_report(store, ref.experiment_id, until, parts=parts)
-        _warn(check_integrity(store, loaded.experiment, ignore=ignore_integrity))
         folder = output_dir or recorded_folder(loaded.experiment, Path.cwd())
         check_folder(folder, ref.experiment_id, force=force)
-        written = write_report(loaded, folder)
+        if ignore_integrity:
+            _warn(check_integrity(store, loaded.experiment, ignore=True))
+            written = write_report(loaded, folder)
+        else:  # checked while it is written; nothing moves into the folder unless intact
+            written = rebuild_checked(store, loaded, folder)
     point = f" as of position {until}" if until is not None else ""
     echo(
         f"Rebuilt {written.traces} traces of experiment {ref.experiment_id}{point} "
