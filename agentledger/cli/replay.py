@@ -16,8 +16,10 @@ from agentledger.cli.run import hard_exit, print_result
 
 if TYPE_CHECKING:
     from agentledger.agents.session import SessionReplay
+    from agentledger.evaluation.compare import EvaluationDiff
+    from agentledger.eventstore.store import EventStore
     from agentledger.experiments.prepare import PreparedExperiment
-    from agentledger.projections.compare import ReplayRow
+    from agentledger.projections.compare import ExperimentDiff, ReplayRow
 
 
 @click.command("replay")
@@ -166,56 +168,200 @@ def _print_verdicts(rows: list[ReplayRow], as_json: bool) -> None:
         click.echo(f"{row.trace_id:<{width}}  {row.verdict:<14}  {row.detail}".rstrip())
 
 
+DEFAULT_MAX_REGRESSION = 0.05
+"""How far a metric's mean score (0..1) may fall from A to B before ``diff`` fails."""
+
+
 @click.command("diff")
 @click.argument("experiment_a", metavar="EXPERIMENT_A")
 @click.argument("experiment_b", metavar="EXPERIMENT_B")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option(
+    "--max-regression",
+    "max_regression",
+    metavar="DROP",
+    help="When both experiments have evaluations: how far a metric's mean score (0..1) may "
+    "fall from A to B; a larger fall exits 1, as does a trace that lost its PASS whatever "
+    f"DROP is. 0 fails on any fall [default: {DEFAULT_MAX_REGRESSION}].",
+)
+@click.option(
+    "--evaluation",
+    "which",
+    metavar="NAME",
+    help="Compare the latest evaluations named NAME (evaluate --name) [default: the "
+    "latest evaluation of each experiment].",
+)
 @pass_state
-def diff(state: AppState, experiment_a: str, experiment_b: str, as_json: bool) -> None:
+def diff(
+    state: AppState,
+    experiment_a: str,
+    experiment_b: str,
+    as_json: bool,
+    max_regression: str | None,
+    which: str | None,
+) -> None:
     """Compare experiment B against A run by run (aligned by input, iteration, persona):
     success rate, latency and token deltas, and every run whose success or output changed,
-    with a unified diff of the outputs. Exit 1 when a success in A failed in B.
+    with a unified diff of the outputs. When both have evaluations, also each metric's
+    mean and pass rate and every trace whose scores changed. Exit 1 when a success in A
+    failed in B, or a score regressed beyond --max-regression; 2 on bad input.
     """
     from agentledger.projections.catalog import resolve_experiment
     from agentledger.projections.compare import diff_experiments
     from agentledger.projections.report import load_report
 
+    threshold = _max_regression(max_regression)
     store = state.read_store(Path.cwd())
     try:
         a = resolve_experiment(store, experiment_a).experiment_id
         b = resolve_experiment(store, experiment_b).experiment_id
+        scores = _compare_scores(store, a, b, which, threshold, explicit=max_regression)
         result = diff_experiments(a, load_report(store, a).traces, b, load_report(store, b).traces)
     finally:
         store.close()
     if as_json:
-        click.echo(orjson.dumps(result.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
+        document = result.model_dump(mode="json")
+        if scores is not None:
+            document["evaluation"] = scores.as_dict()
+        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2))
     else:
-        sides = (result.a, result.b)
-        click.echo(f"{'':<14}{'A ' + a:>22}{'B ' + b:>22}{'delta':>12}")
-        click.echo(
-            f"{'success rate':<14}"
-            + "".join(f"{s.success_rate:>22.1%}" for s in sides)
-            + f"{result.success_rate_delta:>+12.1%}"
-        )
-        click.echo(
-            f"{'avg ms':<14}"
-            + "".join(f"{s.avg_duration_ms:>22.1f}" for s in sides)
-            + f"{result.avg_duration_ms_delta:>+12.1f}"
-        )
-        click.echo(
-            f"{'tokens':<14}"
-            + "".join(f"{s.total_tokens:>22}" for s in sides)
-            + f"{result.total_tokens_delta:>+12}"
-        )
-        click.echo(f"Changed runs: {len(result.changed)}, regressions: {result.regressions}")
-        for run in result.changed:
-            mark = "REGRESSION " if run.regression else ""
-            click.echo(
-                f"\n{mark}input #{run.input_index} iteration {run.iteration}"
-                f"{' persona ' + run.persona if run.persona else ''}: success "
-                f"{run.success_a} -> {run.success_b}"
-            )
-            if run.output_diff:
-                click.echo(run.output_diff)
-    if result.regressions:
+        _print_diff(result, a, b)
+        if scores is not None:
+            _print_score_diff(scores)
+    if result.regressions or (scores is not None and scores.regressions):
         click.get_current_context().exit(EXIT_FAILED_BAR)
+
+
+def _max_regression(text: str | None) -> float:
+    if text is None:
+        return DEFAULT_MAX_REGRESSION
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise UserError(
+            f"--max-regression {text!r}: give the largest tolerated fall of a mean score, "
+            "between 0 and 1 (0.05 = five points of a 0..1 score)"
+        )
+    return value
+
+
+def _compare_scores(
+    store: EventStore, a: str, b: str, which: str | None, threshold: float, *, explicit: str | None
+) -> EvaluationDiff | None:
+    """The score changes from A's evaluation to B's, or None when a side has none (said on
+    stderr); a flag about scores given for experiments without them is refused."""
+    from agentledger.evaluation.catalog import latest_of, list_evaluations
+    from agentledger.evaluation.compare import compare_evaluations
+
+    picked = {}
+    for label, experiment_id in (("A", a), ("B", b)):
+        refs = list_evaluations(store, experiment_id)
+        ref = latest_of(refs, which)
+        if ref is None and which is not None:
+            names = sorted({r.name for r in refs if r.name is not None})
+            has = f"its named evaluations are {', '.join(names)}" if names else "none is named"
+            raise UserError(
+                f"--evaluation {which!r}: experiment {label} ({experiment_id}) has no "
+                f"evaluation named so ({has}); run agentledger evaluate {experiment_id} "
+                f"--name {which}"
+            )
+        if ref is None:
+            if explicit is not None:
+                raise UserError(
+                    f"--max-regression: experiment {label} ({experiment_id}) has no "
+                    f"evaluation to compare; run agentledger evaluate {experiment_id} first, "
+                    "or drop --max-regression"
+                )
+            if list_evaluations(store, b if label == "A" else a):
+                click.echo(
+                    f"Scores not compared: experiment {label} ({experiment_id}) has no "
+                    f"evaluation (agentledger evaluate {experiment_id})",
+                    err=True,
+                )
+            return None
+        picked[label] = ref.evaluation_id
+    return compare_evaluations(store, picked["A"], picked["B"], threshold=threshold)
+
+
+def _print_diff(result: ExperimentDiff, a: str, b: str) -> None:
+    sides = (result.a, result.b)
+    click.echo(f"{'':<14}{'A ' + a:>22}{'B ' + b:>22}{'delta':>12}")
+    click.echo(
+        f"{'success rate':<14}"
+        + "".join(f"{s.success_rate:>22.1%}" for s in sides)
+        + f"{result.success_rate_delta:>+12.1%}"
+    )
+    click.echo(
+        f"{'avg ms':<14}"
+        + "".join(f"{s.avg_duration_ms:>22.1f}" for s in sides)
+        + f"{result.avg_duration_ms_delta:>+12.1f}"
+    )
+    click.echo(
+        f"{'tokens':<14}"
+        + "".join(f"{s.total_tokens:>22}" for s in sides)
+        + f"{result.total_tokens_delta:>+12}"
+    )
+    click.echo(f"Changed runs: {len(result.changed)}, regressions: {result.regressions}")
+    for run in result.changed:
+        mark = "REGRESSION " if run.regression else ""
+        click.echo(
+            f"\n{mark}input #{run.input_index} iteration {run.iteration}"
+            f"{' persona ' + run.persona if run.persona else ''}: success "
+            f"{run.success_a} -> {run.success_b}"
+        )
+        if run.output_diff:
+            click.echo(run.output_diff)
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _print_score_diff(scores: EvaluationDiff) -> None:
+    """The metric table, then each trace whose scores changed."""
+    click.echo(
+        f"\nScores: evaluation {scores.evaluation_a} -> {scores.evaluation_b} "
+        f"(max regression {scores.threshold:g})"
+    )
+    if scores.config_changed:
+        click.echo("Note: the two evaluations ran with different evaluation configs")
+    width = max([len(m.metric) for m in scores.metrics] + [12])
+    click.echo(
+        f"{'metric':<{width}} {'mean A':>8} {'mean B':>8} {'delta':>8} {'pass A':>8} {'pass B':>8}"
+    )
+    for m in scores.metrics:
+        delta = "-" if m.delta is None else f"{m.delta:+.3f}"
+        mark = "  REGRESSION" if m.regressed(scores.threshold) else ""
+        click.echo(
+            f"{m.metric:<{width}} {_score(m.mean_a):>8} {_score(m.mean_b):>8} {delta:>8} "
+            f"{_rate(m.pass_rate_a):>8} {_rate(m.pass_rate_b):>8}{mark}"
+        )
+    click.echo(
+        f"{'pass rate':<{width}} {_rate(scores.pass_rate_a):>8} {_rate(scores.pass_rate_b):>8} "
+        f"{scores.pass_rate_delta * 100:>+7.1f}pt"
+    )
+    lost = sum(1 for t in scores.traces if t.regressed)
+    click.echo(
+        f"Changed scores: {len(scores.traces)} traces, regressions: {len(scores.regressions)}"
+        f" ({lost} traces lost PASS)"
+    )
+    for t in scores.traces:
+        mark = "REGRESSION " if t.regressed else ""
+        persona = f" persona {t.slot[2]}" if t.slot[2] else ""
+        changed = [
+            f"{metric} {_score(t.scores_a.get(metric))} -> {_score(t.scores_b.get(metric))}"
+            for metric in [*t.scores_a, *(m for m in t.scores_b if m not in t.scores_a)]
+            if t.scores_a.get(metric) != t.scores_b.get(metric)
+        ]
+        click.echo(
+            f"{mark}trace {t.trace_b or t.trace_a} (input #{t.slot[0]} iteration {t.slot[1]}"
+            f"{persona}): {t.verdict_a or 'missing'} -> {t.verdict_b or 'missing'}, aggregate "
+            f"{_score(t.aggregate_a)} -> {_score(t.aggregate_b)}"
+            + (f"; {', '.join(changed)}" if changed else "")
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -208,3 +209,104 @@ def test_without_a_config_the_fluxloop_judge_scores_offline(tmp_path: Path) -> N
     ]
     assert summary["judge"]["calls"] == 6
     assert "Success criteria: none set" in result.stdout
+
+
+CHANGED_AGENT = """
+def run(input_text, persona, ctx):
+    if "third" in input_text:
+        return ""
+    return f"reply to {input_text}" if "second" in input_text else f"answer to {input_text}"
+"""
+
+
+def evaluated_pair(tmp_path: Path, threshold: float) -> tuple[Path, str, str]:
+    """Two evaluated experiments of one project: B's agent answers the second question
+    without the keyword the rules look for (its 'answered' score halves)."""
+    root = project_with(
+        tmp_path, {**RULES, "aggregate": {"method": "average", "threshold": threshold}}
+    )
+    ids = []
+    for agent in (AGENT, CHANGED_AGENT):
+        (root / "agent.py").write_text(agent)
+        ran = run(root)
+        assert ran.returncode == 0, ran.stderr
+        ids.append(experiment_id(ran))
+        scored = agentledger("evaluate", ids[-1], cwd=root)
+        assert scored.returncode in (0, 1), scored.stderr  # 1: B fails its criteria
+    return root, ids[0], ids[1]
+
+
+def test_diff_fails_when_a_metric_falls_beyond_max_regression(tmp_path: Path) -> None:
+    # threshold 0.7: the halved traces (aggregate 0.75) keep their PASS; only a mean falls.
+    root, a, b = evaluated_pair(tmp_path, 0.7)
+    result = agentledger("diff", a, b, cwd=root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"Scores: evaluation {a}-e001 -> {b}-e001 (max regression 0.05)" in result.stdout
+    assert (
+        "answered               0.667    0.500   -0.167    66.7%    33.3%  REGRESSION"
+        in result.stdout
+    )
+    assert "Changed scores: 2 traces, regressions: 1 (0 traces lost PASS)" in result.stdout
+    assert "PASS -> PASS, aggregate 1.000 -> 0.750; answered 1.000 -> 0.500" in result.stdout
+    tolerant = agentledger("diff", a, b, "--max-regression", "0.2", cwd=root)
+    assert tolerant.returncode == 0, tolerant.stdout + tolerant.stderr
+    assert "Changed scores: 2 traces, regressions: 0" in tolerant.stdout
+
+
+def test_diff_json_holds_the_score_changes(tmp_path: Path) -> None:
+    root, a, b = evaluated_pair(tmp_path, 0.7)
+    result = agentledger("diff", a, b, "--json", cwd=root)
+    assert result.returncode == 1
+    scores = orjson.loads(result.stdout)["evaluation"]
+    assert (scores["evaluation_a"], scores["threshold"]) == (f"{a}-e001", 0.05)
+    answered = scores["metrics"][0]
+    assert (answered["metric"], answered["delta"], answered["regressed"]) == (
+        "answered",
+        -0.166667,
+        True,
+    )
+    assert [t["slot"] for t in scores["traces"]] == [[1, 0, "expert"], [1, 1, "expert"]]
+    assert scores["regressions"] == ["answered: mean 0.666667 -> 0.5 (-0.167)"]
+
+
+def test_diff_fails_on_a_trace_that_lost_its_pass_whatever_the_threshold(tmp_path: Path) -> None:
+    # threshold 0.8: the halved traces fall from PASS to PARTIAL.
+    root, a, b = evaluated_pair(tmp_path, 0.8)
+    result = agentledger("diff", a, b, "--max-regression", "1", cwd=root)
+    assert result.returncode == 1
+    assert "Changed scores: 2 traces, regressions: 2 (2 traces lost PASS)" in result.stdout
+    assert "REGRESSION trace" in result.stdout and "PASS -> PARTIAL" in result.stdout
+
+
+def test_diff_without_evaluations_on_both_sides_is_the_run_diff(tmp_path: Path) -> None:
+    root = project_with(tmp_path, RULES)
+    a, b = experiment_id(run(root)), experiment_id(run(root))
+    plain = agentledger("diff", a, b, "--json", cwd=root)
+    assert agentledger("evaluate", a, cwd=root).returncode == 0
+    result = agentledger("diff", a, b, "--json", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == plain.stdout and "evaluation" not in orjson.loads(result.stdout)
+    assert result.stderr == (
+        f"Scores not compared: experiment B ({b}) has no evaluation (agentledger evaluate {b})\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--max-regression", "2"), "Error: --max-regression '2': give the largest tolerated"),
+        (("--max-regression", "abc"), "Error: --max-regression 'abc': give the largest"),
+        (("--max-regression", "0.1"), "Error: --max-regression: experiment B ("),
+        (("--evaluation", "strict"), "Error: --evaluation 'strict': experiment A ("),
+    ],
+)
+def test_diff_score_flags_are_one_line_errors(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    root = project_with(tmp_path, RULES)
+    a, b = experiment_id(run(root)), experiment_id(run(root))
+    assert agentledger("evaluate", a, cwd=root).returncode == 0
+    result = agentledger("diff", a, b, *args, cwd=root)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
