@@ -9,8 +9,13 @@ Installed as the ``agentledger`` pytest plugin (entry point), it offers the
     def test_agent_succeeds_often_enough(agentledger):
         agentledger.run_experiment(".").assert_success_rate(0.9)
 
-``replay`` works on a copy of a SQLite store file, so the file committed with the tests is
-never modified; a PostgreSQL URL is used as it is. ``--agentledger-store`` (or
+    def test_scores_hold(agentledger):
+        outcome = agentledger.evaluate("support_bot", store="tests/ledger.db")
+        outcome.assert_passed()
+        outcome.assert_metric("quality.helpfulness", 0.7)
+
+``replay`` and ``evaluate`` work on a copy of a SQLite store file, so the file committed
+with the tests is never modified; a PostgreSQL URL is used as it is. ``--agentledger-store`` (or
 ``AGENTLEDGER_STORE``) sets the default store.
 """
 
@@ -29,6 +34,7 @@ import pytest
 from agentledger.projections.compare import ReplayRow, count_verdicts
 
 if TYPE_CHECKING:
+    from agentledger.evaluation import EvaluationOutcome
     from agentledger.experiments.runner import ExperimentResult
 
 
@@ -94,6 +100,7 @@ class Ledger:
     def __init__(self, default_store: str | None, workdir: Path) -> None:
         self._default_store = default_store
         self._workdir = workdir
+        self._evaluations = 0
 
     def _store_url(self, store: str | Path | None, project: Path) -> str:
         location = store or self._default_store
@@ -155,6 +162,47 @@ class Ledger:
             output_dir=self._workdir / "replays",
         )
         return ReplayOutcome(**_outcome(replayed.result), rows=replayed.rows)
+
+    def evaluate(
+        self,
+        experiment: str,
+        *,
+        store: str | Path | None = None,
+        project: str | Path = ".",
+        config: str | None = None,
+        name: str | None = None,
+        record_mode: str = "live",
+        judge_model: str | None = None,
+        parallel: int = 4,
+        copy_store: bool = True,
+    ) -> EvaluationOutcome:
+        """Score a recorded experiment (id or name) with the project's
+        ``configs/evaluation.yaml`` (or ``config``), as ``agentledger evaluate`` does;
+        ``record_mode="replay"`` answers the judges from the experiment's latest recorded
+        evaluation, offline. Returns the outcome with ``assert_passed``,
+        ``assert_pass_rate`` and ``assert_metric``; its files are under the temporary
+        folder. ``copy_store=False`` records the evaluation into the store itself."""
+        from agentledger.evaluation import evaluate
+
+        project_dir = Path(project).resolve()
+        url = self._store_url(store, project_dir)
+        self._evaluations += 1
+        if copy_store and "://" not in url and Path(url).is_file():
+            # A fresh copy per call: the store as it is now, the committed file untouched.
+            copy = self._workdir / f"evaluate-{self._evaluations}-{Path(url).name}"
+            shutil.copyfile(url, copy)
+            url = str(copy)
+        return evaluate(
+            experiment,
+            project_dir,
+            store=url,
+            config=config,
+            name=name,
+            record_mode=record_mode,
+            parallel=parallel,
+            judge_model=judge_model,
+            output_dir=self._workdir / "evaluations" / str(self._evaluations),
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

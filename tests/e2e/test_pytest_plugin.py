@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.projects import agentledger, experiment_id, make_project
 
@@ -84,3 +86,60 @@ def test_plugin_fails_the_test_below_the_success_rate(repository: Path) -> None:
     result = run_pytest(repository)
     assert result.returncode == 1
     assert "success rate 0.0% is below 90.0%" in result.stdout
+
+
+EVALUATION = {
+    "evaluators": [
+        {
+            "name": "answered",
+            "type": "rule_based",
+            "rules": [{"check": "contains", "keywords": ["first", "second"], "match": "any"}],
+        },
+        {"name": "quality", "type": "llm_judge", "model": "mock:echo", "labels": ["GOOD", "BAD"]},
+    ],
+    "aggregate": {"method": "average", "threshold": 0.8},
+    "success_criteria": {"quality": {"pass_rate": 0.6}},
+}
+
+EVALUATION_TESTS = """
+def test_scores_hold(agentledger):
+    outcome = agentledger.evaluate("demo", store="ledger.db", project="proj", record_mode="replay")
+    outcome.assert_passed()
+    outcome.assert_pass_rate(0.6)
+    outcome.assert_metric("quality", 0.9)
+
+
+def test_every_answer_names_its_question(agentledger):
+    outcome = agentledger.evaluate("demo", store="ledger.db", project="proj")
+    outcome.assert_metric("answered", 0.9)
+"""
+
+
+@pytest.fixture
+def evaluated(tmp_path: Path) -> Path:
+    """An agent repository whose store holds an experiment and its evaluation."""
+    recorded = make_project(tmp_path / "recorded", agent=AGENT, iterations=1)
+    (recorded / "configs" / "evaluation.yaml").write_text(yaml.safe_dump(EVALUATION))
+    assert agentledger("run", "experiment", "--yes", cwd=recorded).returncode == 0
+    scored = agentledger("evaluate", "demo", cwd=recorded)
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    repo = tmp_path / "repo"
+    shutil.copytree(
+        recorded, repo / "proj", ignore=shutil.ignore_patterns(".agentledger", "experiments")
+    )
+    shutil.copyfile(recorded / ".agentledger" / "ledger.db", repo / "ledger.db")
+    (repo / "test_agent.py").write_text(textwrap.dedent(EVALUATION_TESTS))
+    return repo
+
+
+def test_plugin_asserts_on_evaluation_results(evaluated: Path) -> None:
+    before = (evaluated / "ledger.db").read_bytes()
+    result = run_pytest(evaluated)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 1 passed" in result.stdout
+    # Two of the three answers name their question: the metric's mean is 2/3.
+    assert re.search(
+        r"AssertionError: evaluation \w+-e002: answered mean 0\.666667 is below 0\.9",
+        result.stdout,
+    ), result.stdout
+    assert (evaluated / "ledger.db").read_bytes() == before  # scored on a copy
