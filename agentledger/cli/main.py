@@ -111,12 +111,20 @@ def main() -> None:
     with its exit status; such a thread is abandoned, and anything it would still record
     is not (the run was already recorded as timed out). Async runs that ignore their
     cancellation are abandoned the same way."""
+    _no_closed_stdin()
     try:
         cli.main(prog_name="agentledger", windows_expand_args=False)
     except SystemExit as exc:
         _leave(exc.code)
         raise
     _leave(0)
+
+
+def _no_closed_stdin() -> None:
+    """Started with standard input closed (``<&-``), Python has no ``sys.stdin``: read it
+    as empty, like ``</dev/null``, so that no command trips over it (or waits)."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (lives as long as we do)
 
 
 def _leave(code: int | str | None) -> None:

@@ -36,7 +36,9 @@ class ProgressDisplay:
         self._started = self._last_line = time.monotonic()
         self._step = max(1, total // 10)
         self._next_step = done + self._step
-        print(f"Experiment {experiment_id}: {total - done} runs to go", file=sys.stderr)
+        left = total - done
+        runs = "run" if left == 1 else "runs"
+        print(f"Experiment {experiment_id}: {left:,} {runs} to go", file=sys.stderr)
         if self._interactive:
             from rich.console import Console
             from rich.progress import (

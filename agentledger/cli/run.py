@@ -251,7 +251,7 @@ def experiment(
                 listener=display,
                 approver=TerminalApprover() if sys.stdin.isatty() else None,
                 supervisor_api_key=supervisor_api_key,
-                on_plan=lambda prepared, source: _show_plan(prepared, source, mode, yes),
+                on_plan=lambda prepared, source: _show_plan(prepared, source, mode, yes, workers),
                 handle_signals=True,
                 on_second_interrupt=hard_exit,
             )
@@ -264,8 +264,16 @@ def experiment(
         click.get_current_context().exit(EXIT_FAILED_BAR)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _show_plan(
-    prepared: PreparedExperiment, source: ReplaySource | None, mode: RecordMode, yes: bool
+    prepared: PreparedExperiment,
+    source: ReplaySource | None,
+    mode: RecordMode,
+    yes: bool,
+    workers: int | None = None,
 ) -> None:
     """Print the plan; on a terminal, ask before the first run unless --yes."""
     plan = prepared.plan
@@ -274,14 +282,15 @@ def _show_plan(
     if plan.recordings:
         # Argument replay runs every input once with each recorded call (docs/replay.md).
         shape = (
-            f"{len(plan.inputs) // plan.recordings} inputs x {plan.recordings} recorded "
-            f"calls x {plan.iterations} iterations"
+            f"{_count(len(plan.inputs) // plan.recordings, 'input')} x "
+            f"{_count(plan.recordings, 'recorded call')} x {_count(plan.iterations, 'iteration')}"
         )
     else:
-        shape = f"{len(plan.inputs)} inputs x {plan.iterations} iterations"
+        shape = f"{_count(len(plan.inputs), 'input')} x {_count(plan.iterations, 'iteration')}"
+    spread = f" in {_count(workers, 'worker process')}" if workers else ""
     echo(
-        f"Plan: {shape}{persona_note}"
-        f" = {plan.total_runs} runs, parallel {prepared.settings.parallel},"
+        f"Plan: {shape}{persona_note} = {_count(plan.total_runs, 'run')}, "
+        f"parallel {prepared.settings.parallel}{spread},"
         f" model {prepared.settings.model.label}{replay_note}"
     )
     if not yes and sys.stdin.isatty() and sys.stdout.isatty():

@@ -188,13 +188,39 @@ class TraceFold:
         record = data["observation"]
         if not isinstance(record, dict):
             raise TypeError("observation is not an object")
+        kind = f"sdk:{record.get('type')}"
+        fields = ("input", "output", "error", "model", "total_tokens", "end_time")
         self.observations.append(
             {
+                # The SDK's record (observations.jsonl writes it as FluxLoop does) ...
                 "sdk": data.get("sdk", "fluxloop"),
                 "observation": record,
                 "turn_index": data.get("turn_index"),
+                # ... and the keys every observation has, for whatever lists them.
+                "kind": kind,
+                "name": str(record.get("name") or ""),
+                "timestamp": str(record.get("start_time") or ev.recorded_at),
+                "observation_id": str(record.get("id") or ""),
+                "parent_id": record.get("parent_observation_id"),
+                "level": record.get("level") or "info",
+                "data": {key: record[key] for key in fields if record.get(key) is not None},
             }
         )
+        if record.get("type") == "tool":
+            # An SDK tool is a tool call of the trace (summaries, evaluations, viewer).
+            call_id = str(record.get("id") or f"{self.trace_id}:sdk-tool:{len(self.tool_calls)}")
+            error = record.get("error")
+            arguments = record.get("input")
+            self.tool_calls[call_id] = {
+                "call_id": call_id,
+                "tool_name": str(record.get("name") or ""),
+                "arguments": arguments if isinstance(arguments, dict) else {},
+                "turn_index": data.get("turn_index"),
+                "status": "failed" if error else "completed",
+                "result": record.get("output"),
+                "error": error,
+                "source": "sdk",
+            }
 
     def _turn_started(self, ev: FoldableEvent, data: JsonDict) -> None:
         self.turns.append(

@@ -24,6 +24,7 @@ from agentledger.projections.folds import ExperimentFold
 from agentledger.projections.report import ExperimentReport, check_integrity
 from agentledger.projections.writers import (
     ERRORS,
+    TRANSCRIPTS,
     WrittenReport,
     remove_stale_temporaries,
     write_report,
@@ -111,7 +112,7 @@ def _verdict(receiver: Connection, checker: multiprocessing.process.BaseProcess)
 def _move_into(staging: Path, folder: Path) -> None:
     """Every file and folder written into ``staging`` replaces its namesake in ``folder``
     (a folder swapped whole); a report file this build did not write (``errors.json`` when
-    no run failed) is removed."""
+    no run failed, ``transcripts/`` when no trace has one) is removed."""
     made = {entry.name: entry.is_dir() for entry in os.scandir(staging)}
     for name, is_dir in sorted(made.items()):
         target = folder / name
@@ -125,3 +126,5 @@ def _move_into(staging: Path, folder: Path) -> None:
             os.replace(staging / name, target)
     if ERRORS not in made:
         (folder / ERRORS).unlink(missing_ok=True)
+    if TRANSCRIPTS not in made and (folder / TRANSCRIPTS).is_dir():
+        shutil.rmtree(folder / TRANSCRIPTS)  # an older build's: no trace has one now

@@ -269,7 +269,9 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
         handle.write(yaml.safe_dump(config, sort_keys=True, allow_unicode=True).encode())
     evaluation = _write_evaluations(report, folder)
     write_summary(folder, report.experiment, sink.acc, evaluation)
-    files = [SUMMARY, *names, CONFIG, f"{TRANSCRIPTS}/"]
+    files = [SUMMARY, *names, CONFIG]
+    if (folder / TRANSCRIPTS).is_dir():
+        files.append(f"{TRANSCRIPTS}/")
     if sink.acc.errors:
         with atomic_file(folder / ERRORS) as handle:
             handle.write(orjson.dumps(sink.acc.errors, option=orjson.OPT_INDENT_2) + b"\n")
@@ -458,6 +460,13 @@ class _Transcripts:
                 shutil.rmtree(self._dir, ignore_errors=True)
             return
         if not self._in_place:
+            with os.scandir(self._dir) as entries:
+                empty = next(entries, None) is None
+            if empty:
+                # No trace had a transcript worth a file (forked parts write into this
+                # folder too, before this): no empty folder either.
+                self._dir.rmdir()
+                return
             try:
                 os.replace(self._dir, self._target)
             except OSError:

@@ -71,7 +71,7 @@ def test_every_recording_runs_with_every_input_written_at_the_path(tmp_path: Pat
         "run", "experiment", "--yes", cwd=project, env={"AGENTLEDGER_ARG_API_KEY": SECRET}
     )
     assert result.returncode == 0, result.stderr
-    assert "Plan: 2 inputs x 2 recorded calls x 1 iterations = 4 runs" in result.stdout
+    assert "Plan: 2 inputs x 2 recorded calls x 1 iteration = 4 runs" in result.stdout
     rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
     assert [r["output"] for r in rows] == [
         "first question|ann|True",

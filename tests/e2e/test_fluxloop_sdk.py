@@ -185,3 +185,21 @@ def test_a_project_using_the_sdk_without_it_installed_fails_before_any_run(
     )
     assert "Traceback" not in result.stderr
     assert not list((project / "experiments").glob("*/trace_summary.jsonl"))
+
+
+def test_every_reader_of_the_log_takes_sdk_observations(tmp_path: Path) -> None:
+    project = _project(tmp_path, "agent:run", output={"html": True})
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 0, result.stderr
+    folder = output_folder(result)
+    assert (folder / "report.html").exists()
+    summary = orjson.loads((folder / "summary.json").read_bytes())
+    assert summary["tool_calls"] == len(INPUTS)  # each run's @fluxloop.tool call
+    trace_id = read_jsonl(folder / "trace_summary.jsonl")[0]["trace_id"]
+    shown = agentledger("traces", "show", trace_id, cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    assert "sdk:tool" in shown.stdout and "lookup" in shown.stdout
+    html = agentledger("report", "html", experiment_id(result), "-o", "r.html", cwd=project)
+    assert html.returncode == 0, html.stderr
+    transcript = agentledger("transcript", trace_id, cwd=project)
+    assert transcript.returncode == 0 and "lookup" in transcript.stdout
