@@ -143,6 +143,24 @@ def schema_flags(agent: Agent, args: list[str], options: Iterable[str] = ()) -> 
                 values[field] = _parse(text, _file_format(path, None), f"{arg} {raw}")
             continue
         item_kind = (schema.get("items") or {}).get("type", "string") if kind == "array" else kind
+        if item_kind in ("object", "array"):
+            # A structured field (or an item of one) takes JSON inline, or @file.
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict if item_kind == "object" else list):
+                raise ConfigError(
+                    f"{arg} {raw!r}: expected {'an' if item_kind == 'object' else 'a'} "
+                    f'{item_kind} as JSON (e.g. {arg} \'{{"name": "x"}}\'), or @file'
+                    if item_kind == "object"
+                    else f"{arg} {raw!r}: expected an array as JSON (e.g. {arg} '[1, 2]'), or @file"
+                )
+            if kind == "array":
+                values.setdefault(field, []).append(parsed)
+            else:
+                values[field] = parsed
+            continue
         try:
             value: Any = (
                 int(raw) if item_kind == "integer" else float(raw) if item_kind == "number" else raw

@@ -112,3 +112,32 @@ def test_agent_file_that_is_a_directory_is_named(tmp_path: Path) -> None:
     (tmp_path / "chat.yaml").mkdir()
     with pytest.raises(ConfigError, match=r"agent file .*chat.yaml is a directory; name a YAML"):
         load_project(tmp_path)
+
+
+STRUCTURED = Agent(
+    name="plan",
+    source="plan.yaml",
+    instructions="x",
+    input_schema={
+        "type": "object",
+        "properties": {
+            "audience": {"type": "object"},
+            "steps": {"type": "array", "items": {"type": "object"}},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+)
+
+
+def test_object_fields_take_inline_json() -> None:
+    flags = schema_flags(
+        STRUCTURED,
+        ["--audience", '{"name": "kids"}', "--steps", '{"n": 1}', "--steps={}", "--tags", "a"],
+    )
+    assert flags == {"audience": {"name": "kids"}, "steps": [{"n": 1}, {}], "tags": ["a"]}
+
+
+@pytest.mark.parametrize("value", ["kids", "[1]", "{broken"])
+def test_an_object_field_given_no_json_object_is_an_error_saying_how(value: str) -> None:
+    with pytest.raises(ConfigError, match="--audience .*expected an object as JSON"):
+        schema_flags(STRUCTURED, ["--audience", value])
