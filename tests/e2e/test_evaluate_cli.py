@@ -73,6 +73,17 @@ def test_evaluate_passes_and_writes_files_from_the_log(tmp_path: Path) -> None:
     rebuilt = agentledger("evaluate", "demo", "--rebuild", cwd=root)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert folder_bytes(folder) == written
+    # The evaluation is part of the experiment's report: its summary names it, and a
+    # report rebuild gives the whole folder the same bytes.
+    experiment_folder = output_folder(ran)
+    assert (
+        orjson.loads((experiment_folder / "summary.json").read_bytes())["evaluation"]["verdict"]
+        == "passed"
+    )
+    report = folder_bytes(experiment_folder)
+    again = agentledger("report", "rebuild", "demo", cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert folder_bytes(experiment_folder) == report
 
 
 def test_failed_success_criteria_exit_1(tmp_path: Path) -> None:
