@@ -38,6 +38,8 @@ class CliConfig(_Strict):
     chat: str | None = None
     """The agent ``--chat`` talks to when none is named."""
     agents: list[str] = Field(default_factory=list)
+    """The agents the command line offers (AIGNE's ``cli.agents``): the first is the
+    default when ``chat`` names none."""
 
 
 class ProjectFile(_Strict):
@@ -203,11 +205,18 @@ def load_project(directory: Path) -> AgentProject:
     for skill in project.skills:
         _refuse_foreign(skill, str(path))
     agents = [_load_agent(entry, directory, str(path)) for entry in project.agents]
+    # AIGNE's cli.agents: the agents the command line offers, the first its default; an
+    # entry not among ``agents`` is loaded too.
+    listed = {a.source for a in agents}
+    for entry in project.cli.agents:
+        if isinstance(entry, str) and not any(source.endswith(entry) for source in listed):
+            agents.append(_load_agent(entry, directory, f"{path} (cli.agents)"))
+            listed.add(agents[-1].source)
     if project.skills:
         agents = [a.model_copy(update={"skills": (*project.skills, *a.skills)}) for a in agents]
     if not agents:
         raise ConfigError(f"{path}: 'agents' is empty; list at least one agent file")
-    chat = project.cli.chat
+    chat = project.cli.chat or (project.cli.agents[0] if project.cli.agents else None)
     if chat is not None and chat.endswith((".yaml", ".yml")):
         chat = next((a.name for a in agents if a.source.endswith(chat)), chat)
     return AgentProject(

@@ -141,3 +141,15 @@ def test_object_fields_take_inline_json() -> None:
 def test_an_object_field_given_no_json_object_is_an_error_saying_how(value: str) -> None:
     with pytest.raises(ConfigError, match="--audience .*expected an object as JSON"):
         schema_flags(STRUCTURED, ["--audience", value])
+
+
+def test_cli_agents_are_offered_and_the_first_is_the_default(tmp_path: Path) -> None:
+    (tmp_path / "aigne.yaml").write_text(
+        "model: mock:echo\nagents: [summary.yaml]\ncli:\n  agents: [chat.yaml]\n"
+    )
+    (tmp_path / "summary.yaml").write_text("name: summary\ninstructions: Sum up.\n")
+    (tmp_path / "chat.yaml").write_text("name: chat\ninstructions: Talk.\n")
+    project = load_project(tmp_path)
+    assert [a.name for a in project.agents] == ["summary", "chat"]
+    assert project.agent(None).name == "chat"
+    assert project.agent("summary").name == "summary"
