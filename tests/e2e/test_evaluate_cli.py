@@ -321,3 +321,32 @@ def test_diff_score_flags_are_one_line_errors(
     assert result.returncode == 2, result.stdout
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_diff_evaluation_flag_compares_the_named_evaluations(tmp_path: Path) -> None:
+    root = project_with(tmp_path, RULES)
+    a, b = experiment_id(run(root)), experiment_id(run(root))
+    for experiment in (a, b):
+        named = agentledger("evaluate", experiment, "--name", "strict", cwd=root)
+        assert named.returncode == 0, named.stderr
+    # B's latest evaluation is another, with a rule every answer fails.
+    failing = {
+        **RULES,
+        "evaluators": [
+            {
+                **RULES["evaluators"][0],
+                "name": "answered",
+                "rules": [{"check": "contains", "keywords": ["zz"]}],
+            }
+        ],
+    }
+    (root / "configs" / "evaluation.yaml").write_text(yaml.safe_dump(failing))
+    assert agentledger("evaluate", b, cwd=root).returncode == 1
+    latest = agentledger("diff", a, b, cwd=root)
+    assert latest.returncode == 1
+    assert f"Scores: evaluation {a}-e001 -> {b}-e002" in latest.stdout
+    assert "Note: the two evaluations ran with different evaluation configs" in latest.stdout
+    named = agentledger("diff", a, b, "--evaluation", "strict", cwd=root)
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert f"Scores: evaluation {a}-e001 -> {b}-e001" in named.stdout
+    assert "Changed scores: 0 traces, regressions: 0" in named.stdout
