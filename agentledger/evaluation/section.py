@@ -45,11 +45,10 @@ def report_evaluations(
 ) -> list[EvaluationPart]:
     """The evaluations an experiment's report includes as of position ``until``: the latest
     of each folder (none: an empty list, after one index seek)."""
-    from agentledger.evaluation.scoring import read_evaluation
-
     refs = list_evaluations(store, experiment_id, until)
     if not refs:
         return []
+    from agentledger.evaluation.scoring import read_evaluation  # the judges' stack: only now
     newest = refs[-1].evaluation_id
     return [
         EvaluationPart(
