@@ -169,3 +169,15 @@ def test_finding_no_evaluation_reads_no_event(project: Path) -> None:
         evaluate("demo", project, store=store)
         (found,) = list_evaluations(counting, experiment_id)  # type: ignore[arg-type]
         assert counting.reads == [evaluation_stream(found.evaluation_id)]
+
+
+def test_the_section_is_rebuilt_on_each_backend(tmp_path: Path, store_url: str) -> None:
+    root = make_project(tmp_path / "proj", agent=AGENT, iterations=2)
+    run_experiment(root, store=store_url)
+    (root / "configs" / "evaluation.yaml").write_text(yaml.safe_dump(RULES))
+    outcome = evaluate("demo", root, store=store_url, name="nightly")
+    folder = tmp_path / "rebuilt"
+    with open_store(store_url, create=False) as store:
+        write_report(load_report(store, outcome.experiment_id), folder)
+    assert folder_bytes(folder / "evaluation-nightly") == folder_bytes(outcome.output_dir)
+    assert summary(folder)["evaluation"]["folder"] == "evaluation-nightly"
