@@ -97,8 +97,9 @@ def evaluate(
     judges (every call recorded, so --record-mode replay scores again offline), weights,
     thresholds and success_criteria are applied; the scores are events of the
     evaluation's own stream and evaluation/summary.json and scores.jsonl are written
-    from them. Exit 0 when success_criteria hold, 1 when they do not (or a replay
-    missed), 2 on bad config or input.
+    from them (into the experiment's folder, whose summary.json then names the
+    evaluation, as report rebuild does). Exit 0 when success_criteria hold, 1 when they
+    do not (or a replay missed), 2 on bad config or input.
     """
     from agentledger.evaluation.api import evaluate as run_evaluation
     from agentledger.evaluation.api import rebuild_evaluation
