@@ -49,6 +49,7 @@ def report_evaluations(
     if not refs:
         return []
     from agentledger.evaluation.scoring import read_evaluation  # the judges' stack: only now
+
     newest = refs[-1].evaluation_id
     return [
         EvaluationPart(
