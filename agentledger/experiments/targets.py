@@ -12,6 +12,7 @@ loading fails before any run.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import inspect
 import sys
 from collections.abc import Callable, Mapping
@@ -134,6 +135,26 @@ def add_import_paths(paths: list[str]) -> None:
         sys.path.insert(0, path)
 
 
+def _forget_other_projects_module(module_name: str, search_paths: list[str]) -> None:
+    """A module of that name imported earlier in this process from another place (another
+    project's ``agent``, in a test session or a program that runs several experiments)
+    is dropped, with its submodules, so that this project's own is imported."""
+    top = module_name.split(".")[0]
+    loaded = sys.modules.get(top)
+    loaded_from = getattr(loaded, "__file__", None) if loaded is not None else None
+    if loaded_from is None:
+        return
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(top, search_paths)
+    except (ImportError, ValueError):
+        return
+    here = spec.origin if spec is not None else None
+    if here is None or Path(here).resolve() == Path(loaded_from).resolve():
+        return
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+
+
 def load_target(spec: str, search_paths: list[str], *, from_args: bool = False) -> Target:
     """Import ``module:function`` with ``search_paths`` first on ``sys.path``. With
     ``from_args`` (argument replay) its parameters come from recorded arguments."""
@@ -142,6 +163,7 @@ def load_target(spec: str, search_paths: list[str], *, from_args: bool = False) 
         raise TargetError(f"target {spec!r} must be module:function, e.g. agent:run")
     add_import_paths(search_paths)
     importlib.invalidate_caches()
+    _forget_other_projects_module(module_name, search_paths)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -128,3 +128,13 @@ def _move_into(staging: Path, folder: Path) -> None:
         (folder / ERRORS).unlink(missing_ok=True)
     if TRANSCRIPTS not in made and (folder / TRANSCRIPTS).is_dir():
         shutil.rmtree(folder / TRANSCRIPTS)  # an older build's: no trace has one now
+    for entry in list(os.scandir(folder)):
+        # An evaluation's folder (evaluation/, evaluation-<name>/) this build did not write:
+        # the evaluation began after the --as-of point, as write_report also treats it.
+        name = entry.name
+        if (
+            entry.is_dir()
+            and name not in made
+            and (name == "evaluation" or name.startswith("evaluation-"))
+        ):
+            shutil.rmtree(entry.path)

@@ -33,8 +33,11 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: while Playwright's sync API is started, this thread counts
+    # as running an event loop, and any later test that runs an experiment in-process
+    # would fail with "Cannot run the event loop while another loop is running".
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (./dev.sh test installs it)")
     from playwright.sync_api import sync_playwright
