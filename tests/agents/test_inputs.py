@@ -139,7 +139,7 @@ def test_object_fields_take_inline_json() -> None:
 
 @pytest.mark.parametrize("value", ["kids", "[1]", "{broken"])
 def test_an_object_field_given_no_json_object_is_an_error_saying_how(value: str) -> None:
-    with pytest.raises(ConfigError, match="--audience .*expected an object as JSON"):
+    with pytest.raises(ConfigError, match=r"--audience .*expected an object as JSON"):
         schema_flags(STRUCTURED, ["--audience", value])
 
 

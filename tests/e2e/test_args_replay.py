@@ -197,10 +197,9 @@ def test_recorded_callbacks_are_restored_and_collected(tmp_path: Path) -> None:
     # A target that answers through its send callback answers with what it sent.
     assert [r["output"] for r in rows] == [{"text": "re: good question"}, "failed softly"]
     logged = [(o["name"], o["level"], o["data"]) for o in read_jsonl(folder / "observations.jsonl")]
-    assert logged == [
-        ("collector.send", "info", {"argument": "send_callback", "value": {"text": "re: good question"}}),
-        ("collector.error", "error", {"argument": "on_error", "value": "cannot: bad question"}),
-    ]  # fmt: skip
+    sent = {"argument": "send_callback", "value": {"text": "re: good question"}}
+    failed = {"argument": "on_error", "value": "cannot: bad question"}
+    assert logged == [("collector.send", "info", sent), ("collector.error", "error", failed)]
     replay = agentledger("replay", experiment_id(result), cwd=project)
     assert replay.returncode == 0, replay.stdout + replay.stderr
 

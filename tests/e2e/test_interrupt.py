@@ -299,7 +299,7 @@ def test_ctrl_c_reaches_a_long_sync_run_at_once(tmp_path: Path, store_url: str) 
             pass
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=20)  # well before the 30 s run would end
+    _stdout, stderr = proc.communicate(timeout=20)  # well before the 30 s run would end
     assert proc.returncode == 130, stderr
     with EventStore.open(store_url, create=False) as store:
         failed = [e.data for e in store.read_all(types=["TraceFailed"])]
