@@ -31,12 +31,51 @@ def encode_json(value: Any) -> str:
 
 def encode_json_bytes(value: Any) -> bytes:
     """``encode_json`` as UTF-8 bytes."""
+    return dumps_storable(value, orjson.OPT_SORT_KEYS)
+
+
+def dumps_storable(value: Any, option: int = 0) -> bytes:
+    """``orjson.dumps``, never failing on what JSON can carry some way: lone surrogates are
+    stored as their escape text, integers beyond 64 bits as their decimal text, and what
+    is nested deeper than ``MAX_DEPTH`` levels as the JSON text of that part (orjson
+    writes neither). Anything else unencodable still raises ``orjson.JSONEncodeError``."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError as exc:
-        if "surrogates not allowed" not in str(exc):
-            raise
-        return orjson.dumps(escape_surrogates(value), option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(storable(value), option=option)
+
+
+MAX_DEPTH = 200
+"""Nesting kept as structure; deeper parts are stored as their JSON text."""
+_INT64 = (-(2**63), 2**64 - 1)
+
+
+def storable(value: Any, depth: int = 0) -> Any:
+    """``value`` made encodable by orjson (see ``dumps_storable``)."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else str(value)
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+        return _deep_text(value)
+    if isinstance(value, dict):
+        return {storable(str(k), depth + 1): storable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v, depth + 1) for v in value]
+    return value
+
+
+def _deep_text(value: Any) -> str:
+    import json
+    import sys
+
+    try:
+        return escape_text(json.dumps(value, ensure_ascii=False, default=str))
+    except (RecursionError, ValueError, TypeError):
+        limit = sys.getrecursionlimit()
+        return escape_text(f"<not storable: nested deeper than the recursion limit {limit}>")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+from pydantic import BaseModel
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,6 +48,7 @@ from agentledger.eventstore.envelope import (
     encode_json_bytes,
     escape_surrogates,
     new_event_ids,
+    storable,
     utc_now,
 )
 from agentledger.eventstore.errors import (
@@ -119,6 +121,14 @@ def _document(payload: Payload) -> Any:
         return payload.model_dump(mode="json")
     except UnicodeEncodeError:
         return escape_surrogates(payload.model_dump())
+    except ValueError:
+        # pydantic's serializer stops at a nesting depth an agent's output can pass:
+        # the fields are made storable one by one (what is too deep becomes its JSON text).
+        return {
+            name: value.model_dump(mode="json") if isinstance(value, BaseModel) else storable(value)
+            for name in type(payload).model_fields
+            for value in (getattr(payload, name),)
+        }
 
 
 MAX_KEY_LENGTH = 200

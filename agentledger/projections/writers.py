@@ -31,6 +31,7 @@ import orjson
 import yaml
 
 from agentledger.errors import AgentLedgerError
+from agentledger.eventstore.envelope import dumps_storable
 from agentledger.projections.errors import ProjectionError
 from agentledger.projections.folds import ExperimentFold, TraceFold
 from agentledger.projections.report import ExperimentReport, TraceSource
@@ -123,7 +124,7 @@ class _RowFile:
             handle.write(b"[")
 
     def write(self, row: Any) -> None:
-        data = orjson.dumps(row)
+        data = dumps_storable(row)
         if self._json:
             self._handle.write(b"\n" + data if self._first else b",\n" + data)
         else:
@@ -134,7 +135,7 @@ class _RowFile:
         """``write`` for each of ``rows``, in one call (a trace's observations)."""
         if not rows:
             return
-        encoded = list(map(orjson.dumps, rows))
+        encoded = list(map(dumps_storable, rows))
         if self._json:
             self._handle.write((b"\n" if self._first else b",\n") + b",\n".join(encoded))
         else:
@@ -274,7 +275,7 @@ def _write_report(report: ExperimentReport, folder: Path) -> WrittenReport:
         files.append(f"{TRANSCRIPTS}/")
     if sink.acc.errors:
         with atomic_file(folder / ERRORS) as handle:
-            handle.write(orjson.dumps(sink.acc.errors, option=orjson.OPT_INDENT_2) + b"\n")
+            handle.write(dumps_storable(sink.acc.errors, orjson.OPT_INDENT_2) + b"\n")
         files.append(ERRORS)
     else:
         (folder / ERRORS).unlink(missing_ok=True)  # from a build before the failures were retried
@@ -402,7 +403,7 @@ def write_summary(
         document = summary_document(experiment, acc)
         if evaluation is not None:
             document["evaluation"] = evaluation
-        handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+        handle.write(dumps_storable(document, orjson.OPT_INDENT_2) + b"\n")
 
 
 class _Transcripts:
