@@ -264,8 +264,8 @@ def experiment(
         click.get_current_context().exit(EXIT_FAILED_BAR)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {plural or noun + 's'}"
 
 
 def _show_plan(
@@ -287,7 +287,7 @@ def _show_plan(
         )
     else:
         shape = f"{_count(len(plan.inputs), 'input')} x {_count(plan.iterations, 'iteration')}"
-    spread = f" in {_count(workers, 'worker process')}" if workers else ""
+    spread = f" in {_count(workers, 'worker process', 'worker processes')}" if workers else ""
     echo(
         f"Plan: {shape}{persona_note} = {_count(plan.total_runs, 'run')}, "
         f"parallel {prepared.settings.parallel}{spread},"

@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine
@@ -42,16 +43,34 @@ def _combine(chunks: list[Any]) -> Any:
     return chunks
 
 
+class AgentExit(Exception):
+    """The agent raised ``SystemExit`` (``sys.exit()``) or ``KeyboardInterrupt`` itself: its
+    run fails with that as the reason; the experiment goes on."""
+
+
+def _agent_raised(exc: BaseException) -> bool:
+    """Whether a ``KeyboardInterrupt`` came from the agent rather than from Ctrl-C: off the
+    main thread, or under the command's own Ctrl-C handling, it cannot be a real one."""
+    if isinstance(exc, SystemExit):
+        return True
+    return threading.current_thread() is not threading.main_thread() or inline.handles_sigint()
+
+
 def _call_sync(
     target: Target, args: list[Any], kwargs: dict[str, Any], sdk_trace: str | None = None
 ) -> Any:
     if sdk_trace is not None:
         with fluxloop_sdk.instrumented(sdk_trace):
             return _call_sync(target, args, kwargs)
-    result = target.fn(*args, **kwargs)
-    if target.kind == "generator":
-        return _combine(list(result))
-    return result
+    try:
+        result = target.fn(*args, **kwargs)
+        if target.kind == "generator":
+            return _combine(list(result))
+        return result
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if not _agent_raised(exc):
+            raise
+        raise AgentExit(f"the agent raised {type(exc).__name__}({_exit_detail(exc)})") from exc
 
 
 async def _call_async(
@@ -60,9 +79,17 @@ async def _call_async(
     if sdk_trace is not None:
         with fluxloop_sdk.instrumented(sdk_trace):
             return await _call_async(target, args, kwargs)
-    if target.kind == "async_generator":
-        return _combine([chunk async for chunk in target.fn(*args, **kwargs)])
-    return await target.fn(*args, **kwargs)
+    try:
+        if target.kind == "async_generator":
+            return _combine([chunk async for chunk in target.fn(*args, **kwargs)])
+        return await target.fn(*args, **kwargs)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        # In a task these would stop the event loop itself, ending every run at once.
+        raise AgentExit(f"the agent raised {type(exc).__name__}({_exit_detail(exc)})") from exc
+
+
+def _exit_detail(exc: BaseException) -> str:
+    return repr(exc.code) if isinstance(exc, SystemExit) else ""
 
 
 def sdk_trace_name(experiment: str, slot: Slot) -> str | None:
@@ -239,8 +266,10 @@ def _run_inline(
     timeout: float | None,
     on_interrupt: Callable[[], None],
 ) -> Outcome:
-    """One call of a sync single-turn target on this thread, its timeout kept by an alarm
-    (a run that swallowed the alarm and returned still timed out)."""
+    """One call of a sync single-turn target on this thread, its timeout kept by an alarm.
+    A run that outlived its timeout timed out, whatever it did about the alarm (swallowed
+    it, wrapped it in another exception, cancelled or replaced it): as on a pool thread,
+    where its result would have been discarded."""
     turn: dict[str, Any] = {}
     if target.binds_conversation:
         first = [{"role": "user", "content": slot.input.input}]
@@ -248,29 +277,37 @@ def _run_inline(
     token = ctx.activate()
     started = time.perf_counter()
     output: Any = None
-    timed_out = False
+    problem: Exception | None = None
+    fired = False
     try:
         try:
             with inline.deadline(timeout, slot.trace_id, on_interrupt) as alarm:
-                args, kwargs, collectors = arguments(turn)
-                output = collected_output(_call_sync(target, args, kwargs, sdk_trace), collectors)
+                try:
+                    args, kwargs, collectors = arguments(turn)
+                    output = collected_output(
+                        _call_sync(target, args, kwargs, sdk_trace), collectors
+                    )
+                except Exception as exc:
+                    problem = exc
+                fired = alarm.fired > 0
         except inline.Deadline:
-            timed_out = True
-        if timed_out or alarm.fired:
-            return Outcome(
-                False,
-                error_type="Timeout",
-                error_message=f"run exceeded the {timeout:g} s timeout",
-                reason="timeout",
-                duration_ms=elapsed_ms(started),
-            )
+            fired = True
     except inline.Interrupted:
         raise asyncio.CancelledError from None
-    except Exception as exc:
-        return failure(exc, elapsed_ms(started))
     finally:
         ctx.deactivate(token)
-    return Outcome(True, output=jsonable(output), duration_ms=elapsed_ms(started))
+    duration = elapsed_ms(started)
+    if timeout is not None and (fired or duration > timeout * 1000):
+        return Outcome(
+            False,
+            error_type="Timeout",
+            error_message=f"run exceeded the {timeout:g} s timeout",
+            reason="timeout",
+            duration_ms=duration,
+        )
+    if problem is not None:
+        return failure(problem, duration)
+    return Outcome(True, output=jsonable(output), duration_ms=duration)
 
 
 def check_replay(ctx: RunContext, outcome: Outcome) -> Outcome:
@@ -319,6 +356,14 @@ def elapsed_ms(started: float) -> float:
 
 
 def failure(exc: BaseException, duration_ms: float) -> Outcome:
+    if isinstance(exc, AgentExit) and exc.__cause__ is not None:
+        return Outcome(
+            False,
+            error_type=type(exc.__cause__).__name__,
+            error_message=str(exc),
+            traceback="".join(traceback.format_exception(exc.__cause__)),
+            duration_ms=duration_ms,
+        )
     return Outcome(
         False,
         error_type=type(exc).__name__,

@@ -135,7 +135,7 @@ class SimulationConfig(_Strict):
     description: str | None = None
     iterations: int | None = Field(default=None, ge=1)
     parallel_runs: int = Field(default=1, ge=1, le=4096)
-    run_delay_seconds: float = Field(default=0.0, ge=0)
+    run_delay_seconds: float = Field(default=0.0, ge=0, le=3600)
     seed: int | None = None
     runner: RunnerConfig
     replay_args: ReplayArgsConfig = Field(default_factory=ReplayArgsConfig)

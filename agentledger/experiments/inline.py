@@ -19,6 +19,7 @@ Used only where an alarm can be set: the main thread of a POSIX process.
 
 from __future__ import annotations
 
+import _signal
 import os
 import signal
 import sys
@@ -52,8 +53,15 @@ class _Interruption:
         self.replaced: Any = None
         self.decided = False
         """Whether this experiment's SIGINT handler was looked at (once per experiment)."""
+        self.on_second: Callable[[], None] | None = None
+        """What a second Ctrl-C does (quit at once), called from here: the loop may be held
+        by a run that never yields, and would never hear it."""
+        self.count = 0
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count >= 2 and self.on_second is not None:
+            self.on_second()
         notify = self.notify
         if notify is None:
             if callable(self.replaced):
@@ -96,6 +104,36 @@ class _Alarm:
 
 
 _ALARM = _Alarm()
+_ALARM_HANDLER = _ALARM.fire
+"""The bound method, made once (each ``_ALARM.fire`` is a new object, never ``is`` it)."""
+
+
+def stand_in_for_sigint(on_second: Callable[[], None] | None) -> None:
+    """Put this module's SIGINT handler in place of the event loop's (main thread, once per
+    experiment): it lets the loop hear Ctrl-C as before, reaches a run that holds the loop,
+    and makes a second Ctrl-C quit at once however the loop is held."""
+    if _INTERRUPTION.decided or threading.current_thread() is not threading.main_thread():
+        return
+    _INTERRUPTION.decided = True
+    _INTERRUPTION.on_second, _INTERRUPTION.count = on_second, 0
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and not _is_ours(handler) and handler is not signal.default_int_handler:
+        _INTERRUPTION.replaced = handler
+        signal.signal(signal.SIGINT, _INTERRUPTION)
+
+
+def restore_sigint() -> None:
+    """Put back the handler ``stand_in_for_sigint`` replaced."""
+    replaced, _INTERRUPTION.replaced = _INTERRUPTION.replaced, None
+    _INTERRUPTION.decided, _INTERRUPTION.on_second, _INTERRUPTION.notify = False, None, None
+    if replaced is not None and _is_ours(signal.getsignal(signal.SIGINT)):
+        signal.signal(signal.SIGINT, replaced)
+
+
+def handles_sigint() -> bool:
+    """Whether the command's own Ctrl-C handling is in place (a ``KeyboardInterrupt`` in a
+    run is then the agent's own, not the user's)."""
+    return _INTERRUPTION.replaced is not None
 
 
 def available() -> bool:
@@ -105,18 +143,13 @@ def available() -> bool:
 
 @contextmanager
 def alarm_handler() -> Iterator[None]:
-    """Install the alarm's handler for the duration of an experiment (main thread only),
-    and put back the SIGINT handler runs stood in for."""
-    previous: Any = signal.signal(signal.SIGALRM, _ALARM.fire)
+    """Install the alarm's handler for the duration of an experiment (main thread only)."""
+    previous: Any = signal.signal(signal.SIGALRM, _ALARM_HANDLER)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        replaced, _INTERRUPTION.replaced = _INTERRUPTION.replaced, None
-        _INTERRUPTION.decided = False
-        if replaced is not None and _is_ours(signal.getsignal(signal.SIGINT)):
-            signal.signal(signal.SIGINT, replaced)
 
 
 @contextmanager
@@ -125,25 +158,15 @@ def deadline(
 ) -> Iterator[_Alarm]:
     """Raise ``Deadline`` in the block after ``seconds`` (no limit: None); the alarm it
     yields says afterwards whether it fired (a run that swallowed it still timed out).
-    Under the event loop's own SIGINT handling (the command's), a Ctrl-C reaches the run
+    Where ``stand_in_for_sigint`` is in place (the command's), a Ctrl-C reaches the run
     now, not when it returns: ``on_interrupt`` is called and ``Interrupted`` raised in it."""
     _ALARM.trace_id, _ALARM.fired = trace_id, 0
-    if not _INTERRUPTION.decided:
-        # Asked once per experiment (getsignal costs tens of microseconds: it builds an
-        # enum). The event loop's handler gets ours in its place; the default one is left
-        # alone (there Ctrl-C raises KeyboardInterrupt in the run as usual).
-        _INTERRUPTION.decided = True
-        handler = signal.getsignal(signal.SIGINT)
-        if (
-            callable(handler)
-            and not _is_ours(handler)
-            and handler is not signal.default_int_handler
-        ):
-            _INTERRUPTION.replaced = handler
-            signal.signal(signal.SIGINT, _INTERRUPTION)
     if _INTERRUPTION.replaced is not None:
         _INTERRUPTION.notify = on_interrupt
     if seconds is not None:
+        if _signal.getsignal(signal.SIGALRM) is not _ALARM_HANDLER:
+            # An earlier run put its own handler in (the raw lookup costs nothing).
+            signal.signal(signal.SIGALRM, _ALARM_HANDLER)
         _ALARM.armed = True
         signal.setitimer(signal.ITIMER_REAL, seconds)
     try:

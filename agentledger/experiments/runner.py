@@ -350,6 +350,7 @@ class ExperimentRunner:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGINT, self._interrupt, run)
                 loop.add_signal_handler(signal.SIGTERM, self._interrupt, run)
+                inline.stand_in_for_sigint(self._on_second_interrupt)
         settings = prepared.settings
 
         async def worker() -> None:
@@ -371,17 +372,19 @@ class ExperimentRunner:
         try:
             await asyncio.gather(*workers)
         finally:
+            inline.restore_sigint()
             await run.gateway.aclose()
 
     async def _pace(self, run: _Run, delay: float) -> None:
-        """Space run starts ``delay`` seconds apart (``run_delay_seconds``)."""
+        """Space run starts ``delay`` seconds apart (``run_delay_seconds``); an interrupt
+        ends the wait at once."""
         if delay <= 0:
             return
         now = time.monotonic()
         start = max(now, run.next_start)
         run.next_start = start + delay
-        if start > now:
-            await asyncio.sleep(start - now)
+        while not run.stopping and (left := start - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.1))
 
     def _interrupt(self, run: _Run, *, in_run: bool = False) -> None:
         if in_run:

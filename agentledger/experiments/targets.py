@@ -167,7 +167,7 @@ def load_target(spec: str, search_paths: list[str], *, from_args: bool = False) 
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == "fluxloop" or (exc.name or "").startswith("fluxloop."):
+        if exc.name == "fluxloop":
             from agentledger.experiments.fluxloop_sdk import missing_sdk
 
             raise missing_sdk(spec) from None
@@ -178,10 +178,14 @@ def load_target(spec: str, search_paths: list[str], *, from_args: bool = False) 
                 f"'{exc.name}' (searched {tried}); check runner.target and runner.python_path"
             ) from None
         raise TargetError(f"importing {module_name} for target {spec} failed: {exc}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise TargetError(
             f"importing {module_name} for target {spec} raised {type(exc).__name__}: {exc}"
         ) from None
+    if "fluxloop" in sys.modules:
+        from agentledger.experiments import fluxloop_sdk
+
+        fluxloop_sdk.install()  # an SDK this cannot work with is refused before any run
     fn = getattr(module, function_name, None)
     where = getattr(module, "__file__", None) or module_name
     if fn is None:

@@ -33,6 +33,7 @@ from agentledger.errors import ConfigError
 from agentledger.events.payloads import ExperimentPlan
 from agentledger.experiments.config import ExperimentSettings
 from agentledger.experiments.context import current_context, jsonable
+from agentledger.replay.args import _tokens
 
 JsonDict = dict[str, Any]
 PLACEHOLDER = re.compile(r"^<(builtin|callable):([^<>]+)>$")
@@ -117,7 +118,7 @@ def _provider(path: str, spec: str) -> Provider:
         found: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             found = getattr(found, part)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ConfigError(
             f"replay_args.callable_providers.{path}: cannot import {spec} "
             f"({type(exc).__name__}: {exc}); check the module path"
@@ -133,9 +134,21 @@ def argument_callables(settings: ExperimentSettings, plan: ExperimentPlan) -> di
     if settings.replay_args is None:
         return {}
     configured = settings.replay_args.callable_providers
+    # The input is written at override_param_path: text there is the user's, never a
+    # placeholder, whatever it says.
+    written = tuple(_tokens(settings.replay_args.override_param_path))
     found: dict[str, str] = {}
+    where: dict[str, Location] = {}
     for item in plan.inputs:
-        for path, _, placeholder in placeholders(item.call_args or {}):
+        for path, at, placeholder in placeholders(item.call_args or {}):
+            if at == written:
+                continue
+            if where.setdefault(path, at) != at:
+                raise ConfigError(
+                    f"recorded arguments hold two callables both named by the path '{path}' "
+                    "(a key with a dot in it); replay_args.callable_providers cannot tell "
+                    "them apart: rename the key in the recording"
+                )
             found.setdefault(path, placeholder)
     for path in configured:
         if path not in found:
@@ -171,7 +184,9 @@ def restore_callables(
         return kwargs, collectors
     restored = copy.deepcopy(kwargs)
     for path, at, _ in found:
-        provider = providers[path]
+        provider = providers.get(path)
+        if provider is None:
+            continue  # the input's own text (written at override_param_path)
         value: Any = provider
         if isinstance(provider, str):
             value = Collector(provider, path)

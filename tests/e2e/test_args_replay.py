@@ -222,3 +222,16 @@ def test_a_recorded_callable_without_a_provider_stops_before_any_run(tmp_path: P
     result = agentledger("run", "experiment", "--yes", cwd=bad)
     assert result.returncode == 2
     assert "replay_args.callable_providers.on_error: cannot import hooks:missing" in result.stderr
+
+
+def test_input_text_that_looks_like_a_placeholder_stays_text(tmp_path: Path) -> None:
+    project = callback_project(tmp_path, {"on_error": "builtin:collector.error"})
+    inputs = project / "inputs" / "generated.yaml"
+    inputs.write_text('inputs:\n  - input: "<builtin:collector.send>"\n  - input: "<callable:x>"\n')
+    result = agentledger("run", "experiment", "--yes", cwd=project)
+    assert result.returncode == 0, result.stderr
+    rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
+    assert [r["output"] for r in rows] == [
+        {"text": "re: <builtin:collector.send>"},
+        {"text": "re: <callable:x>"},
+    ]
