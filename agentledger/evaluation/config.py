@@ -560,6 +560,10 @@ def load_settings(
     path = Path(config_file) if config_file else EVALUATION_FILE
     if not path.is_absolute():
         path = project_dir / path
+    if path.exists() and not path.is_file():
+        raise EvaluationConfigError(
+            f"evaluation config {path} is not a file; remove it or make it a YAML file"
+        )
     if not path.is_file():
         if config_file:
             raise EvaluationConfigError(f"evaluation config {path} not found; check -c/--config")

@@ -467,6 +467,8 @@ def resolve_settings(
     config_path = Path(config_file) if config_file else SIMULATION_FILE
     if not config_path.is_absolute():
         config_path = project_dir / config_path
+    if config_path.exists() and not config_path.is_file():
+        raise ConfigError(f"config file {config_path} is not a file; pass -c/--config a YAML file")
     if not config_path.is_file():
         raise ConfigError(
             f"config file {config_path} not found; pass -c/--config or run in a project "

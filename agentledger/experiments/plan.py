@@ -53,6 +53,8 @@ def _item(raw: Any, number: int, path: Path) -> tuple[str, str | None, dict[str,
 
 def load_inputs(path: Path) -> list[PlanInput]:
     """Every item of an inputs file (``inputs:`` or ``generated_inputs:``), indexed from 0."""
+    if path.exists() and not path.is_file():
+        raise InputsError(f"inputs file {path} is not a file; pass --inputs a YAML file")
     if not path.is_file():
         raise InputsError(f"inputs file {path} not found; generate it or pass --inputs FILE")
     try:

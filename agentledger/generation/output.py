@@ -42,6 +42,9 @@ def check_output(path: Path, overwrite: bool) -> None:
     file can be written (checked before any work)."""
     if path.is_dir():
         raise OutputExistsError(f"{path} is a directory; -o must name a file")
+    if path.exists() and not path.is_file():
+        # A device, FIFO or socket: replacing it with a file is never what was meant.
+        raise OutputExistsError(f"{path} is not a regular file; -o must name a file")
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass --overwrite to replace it, or -o FILE")
     folder = next((p for p in path.parents if p.exists()), None)
@@ -49,13 +52,27 @@ def check_output(path: Path, overwrite: bool) -> None:
         raise GenerationError(f"cannot write {path}: {folder} is not writable; choose -o FILE")
 
 
-def write_file(path: Path, text: str) -> None:
+def write_file(path: Path, text: str, *, overwrite: bool = True) -> None:
     """Write ``text`` to ``path`` through a temporary sibling renamed into place; a failure
-    is a ``GenerationError`` naming the file."""
+    is a ``GenerationError`` naming the file. Without ``overwrite`` an existing file is
+    never replaced (``OutputExistsError``)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(text.encode("utf-8"))
+        if not overwrite:
+            # Another generation may have written the file since check_output: link
+            # refuses to replace it, so the later writer loses instead of overwriting.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                tmp.unlink(missing_ok=True)
+                raise OutputExistsError(
+                    f"{path} was written by another process meanwhile; pass --overwrite "
+                    "to replace it, or -o FILE"
+                ) from None
+            tmp.unlink()
+            return
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -111,5 +128,5 @@ def rewrite(
         )
     target = output or Path(view.started.output)
     check_output(target, overwrite)
-    write_file(target, render(view))
+    write_file(target, render(view), overwrite=overwrite)
     return GenerationResult(generation_id, view, target, True)

@@ -296,7 +296,7 @@ def generate(
     view.completed = True
     if view.entries:
         try:
-            write_file(output, render(view))
+            write_file(output, render(view), overwrite=overwrite)
         except GenerationError as exc:
             raise GenerationError(
                 f"{exc}; generation {generation_id} is recorded: write it with "

@@ -268,8 +268,8 @@ def _live_endpoint(ledger: pages.Ledger) -> Callable[[Request], Any]:
     async def live(request: Request) -> Response:
         params = request.query_params
         after_text = params.get("after", "0")
-        if not after_text.isdigit():
-            raise BadRequestError(f"after={after_text!r} is not a log position")
+        if not after_text.isdigit() or len(after_text) > 18:
+            raise BadRequestError(f"after={after_text[:40]!r} is not a log position")
         if ledger.until is not None:
             raise BadRequestError("this viewer shows the log as of a fixed point: nothing is live")
         filters: dict[str, str] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -174,3 +175,25 @@ def test_a_file_written_otherwise_names_no_generation(tmp_path: Path) -> None:
     path = tmp_path / "inputs.yaml"
     path.write_text("inputs:\n- input: hello\n")
     assert recorded_generation(path) is None
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    import os
+
+    from agentledger.generation.output import OutputExistsError, check_output
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputExistsError, match="is not a regular file"):
+        check_output(fifo, overwrite=True)
+
+
+def test_a_file_written_meanwhile_is_not_replaced_without_overwrite(tmp_path: Path) -> None:
+    from agentledger.generation.output import OutputExistsError, write_file
+
+    target = tmp_path / "generated.yaml"
+    target.write_text("theirs\n")
+    with pytest.raises(OutputExistsError, match="written by another process meanwhile"):
+        write_file(target, "ours\n", overwrite=False)
+    assert target.read_text() == "theirs\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["generated.yaml"]
