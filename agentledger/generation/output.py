@@ -108,12 +108,28 @@ def resolve_generation(reference: str) -> str:
     return reference
 
 
+def _check_intact(store: EventStore, generation_id: str) -> None:
+    """A file rewritten from the log is only as good as the log: refuse a generation whose
+    events fail verify (edited, deleted, reordered)."""
+    from agentledger.eventstore.integrity import verify
+
+    checked = verify(store, generation_id, database=False)
+    if checked.ok:
+        return
+    found = [p.describe() for p in checked.problems] + checked.damage
+    raise GenerationError(
+        f"generation {generation_id}'s log fails verify ({len(found)} problem(s); first: "
+        f"{found[0]}); run `agentledger verify`: the file is not rewritten from it"
+    )
+
+
 def rewrite(
     store: EventStore, reference: str, *, output: Path | None = None, overwrite: bool = False
 ) -> GenerationResult:
     """Write a completed generation's inputs file again from the log (to ``output``, else
     where it was written), byte for byte; no model is called."""
     generation_id = resolve_generation(reference)
+    _check_intact(store, generation_id)
     view = generation_view(store, generation_id)
     if not view.completed:
         state = "was interrupted" if view.interrupted else "has not completed"

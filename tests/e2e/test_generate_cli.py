@@ -243,3 +243,21 @@ def test_ctrl_c_records_the_interruption_and_writes_nothing(
     )
     assert again.returncode == 2
     assert "was interrupted" in again.stderr
+
+
+def test_replay_of_a_tampered_generation_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    project = write_config(tmp_path / "proj", variation_strategies=["typo"])
+    assert agentledger("generate", "inputs", cwd=project).returncode == 0
+    generation = generation_of(project)
+    with sqlite3.connect(project / ".agentledger" / "ledger.db") as db:
+        db.execute(
+            """UPDATE events SET data = replace(data, '"input":"', '"input":"TAMPERED ') """
+            "WHERE type = 'InputGenerated' AND rowid = (SELECT min(rowid) FROM events "
+            "WHERE type = 'InputGenerated')"
+        )
+    out = project / "again.yaml"
+    result = agentledger("generate", "inputs", "--replay", generation, "-o", str(out), cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "log fails verify" in result.stderr and not out.exists()
