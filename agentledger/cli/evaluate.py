@@ -75,6 +75,11 @@ if TYPE_CHECKING:
     metavar="POSITION|ISO-TIME",
     help="With --rebuild: the files as the log stood at this position or UTC time.",
 )
+@click.option(
+    "--ignore-integrity",
+    is_flag=True,
+    help="Score the experiment even though its log fails verify (says so on stderr).",
+)
 @pass_state
 def evaluate(
     state: AppState,
@@ -90,6 +95,7 @@ def evaluate(
     rebuild: bool,
     which: str | None,
     as_of: str | None,
+    ignore_integrity: bool,
 ) -> None:
     """Score EXPERIMENT's traces with configs/evaluation.yaml (FluxLoop's layout).
 
@@ -141,7 +147,10 @@ def evaluate(
         parallel=parallel,
         judge_model=judge_model,
         output_dir=output_dir,
+        ignore_integrity=ignore_integrity,
     )
+    if outcome.integrity_warning:
+        echo(f"Warning: {outcome.integrity_warning}", err=True)
     print_outcome(outcome)
     if outcome.diverged:
         echo(

@@ -12,6 +12,7 @@ Nothing here prints or exits.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class EvaluationOutcome:
     output_dir: Path
     summary: dict[str, Any]
     diverged: int = 0
+    integrity_warning: str | None = None
+    """Set when the experiment was scored with ``ignore_integrity`` over a log that fails
+    verify."""
 
     @property
     def passed(self) -> bool:
@@ -115,10 +119,13 @@ def evaluate(
     parallel: int = 4,
     judge_model: str | None = None,
     output_dir: Path | None = None,
+    ignore_integrity: bool = False,
 ) -> EvaluationOutcome:
     """Score ``experiment`` (see the module docstring). ``config`` is the evaluation
     config (default ``configs/evaluation.yaml`` of ``project_dir``; without one, the
-    FluxLoop judge); ``judge_model`` replaces every judge's model."""
+    FluxLoop judge); ``judge_model`` replaces every judge's model. Scores are only as
+    good as the log: an experiment whose streams fail verify is refused
+    (``ProjectionError``) unless ``ignore_integrity``, and then the outcome says so."""
     from agentledger.evaluation.config import load_settings
     from agentledger.evaluation.scoring import evaluate_experiment
     from agentledger.replay.book import RecordMode
@@ -130,6 +137,9 @@ def evaluate(
     with Workspace(project, store, live_refresh=None, create=False) as workspace:
         settings = load_settings(project, config, workspace.env, judge_model=judge_model)
         fold = _experiment(workspace.store, experiment)
+        from agentledger.projections.report import check_integrity
+
+        warning = check_integrity(workspace.store, fold, ignore=ignore_integrity)
         folder = output_dir or evaluation_folder(fold, project, name)
         result = evaluate_experiment(
             workspace.store,
@@ -141,7 +151,10 @@ def evaluate(
             parallel=parallel,
             output_dir=folder,
         )
-    outcome = _outcome(result.evaluation_id, result.experiment_id, folder, result.diverged)
+    outcome = dataclasses.replace(
+        _outcome(result.evaluation_id, result.experiment_id, folder, result.diverged),
+        integrity_warning=warning,
+    )
     if output_dir is None:
         # The files went into the experiment's folder: its summary names them, as a
         # report rebuild would.

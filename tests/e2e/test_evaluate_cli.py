@@ -350,3 +350,22 @@ def test_diff_evaluation_flag_compares_the_named_evaluations(tmp_path: Path) -> 
     assert named.returncode == 0, named.stdout + named.stderr
     assert f"Scores: evaluation {a}-e001 -> {b}-e001" in named.stdout
     assert "Changed scores: 0 traces, regressions: 0" in named.stdout
+
+
+def test_a_tampered_experiment_is_refused_unless_ignore_integrity(tmp_path: Path) -> None:
+    import sqlite3
+
+    root = project_with(tmp_path, RULES)
+    ran = run(root)
+    assert ran.returncode == 0, ran.stderr
+    with sqlite3.connect(root / ".agentledger" / "ledger.db") as db:
+        db.execute(
+            """UPDATE events SET data = replace(data, '"attempts":1', '"attempts":2')
+            WHERE rowid = (SELECT min(rowid) FROM events WHERE type = 'TraceCompleted')"""
+        )
+    refused = agentledger("evaluate", experiment_id(ran), cwd=root)
+    assert refused.returncode == 2
+    assert "fails verify" in refused.stderr and "--ignore-integrity" in refused.stderr
+    assert not (output_folder(ran) / "evaluation").exists()
+    scored = agentledger("evaluate", experiment_id(ran), "--ignore-integrity", cwd=root)
+    assert "Warning: built over a log that fails verify" in scored.stderr
