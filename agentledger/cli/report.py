@@ -128,7 +128,14 @@ def show(state: AppState, experiment: str, as_json: bool, ignore_integrity: bool
         acc = SummaryAccumulator()
         for trace in loaded.traces:
             acc.add(trace)
+        entry = None
+        if loaded.evaluations:
+            from agentledger.evaluation.section import latest_entry
+
+            entry = latest_entry(loaded.evaluations)
     summary = summary_document(loaded.experiment, acc)
+    if entry is not None:
+        summary["evaluation"] = entry  # last, as summary.json has it
     if as_json:
         echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
         return

@@ -92,6 +92,22 @@ def write_evaluations(
     return entry
 
 
+def latest_entry(parts: Sequence[EvaluationPart]) -> JsonDict | None:
+    """The summary entry of the latest evaluation, folded from its events (no file)."""
+    from agentledger.evaluation.summary import fold_evaluation
+
+    for part in parts:
+        if part.latest:
+            return summary_entry(fold_evaluation(part.events()).summary(), part.ref.folder)
+    return None
+
+
+def remove_stale(folder: Path, experiment_id: str, kept: set[str]) -> None:
+    """Remove the files of this experiment's evaluation folders not in ``kept`` (and the
+    folders when nothing else is in them); other folders are left alone."""
+    _remove_stale(folder, experiment_id, kept)
+
+
 def _remove_stale(folder: Path, experiment_id: str, kept: set[str]) -> None:
     for path in folder.glob("evaluation*"):
         if path.name in kept or not (path.name == "evaluation" or path.name[10:11] == "-"):

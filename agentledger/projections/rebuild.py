@@ -62,7 +62,7 @@ def _rebuild_checked(store: EventStore, report: ExperimentReport, folder: Path) 
     try:
         written = write_report(report, staging)
         _verdict(receiver, checker)
-        _move_into(staging, folder)
+        _move_into(staging, folder, report.experiment.experiment_id)
     finally:
         if checker.is_alive():  # this process failed or was interrupted
             with contextlib.suppress(ProcessLookupError):
@@ -109,7 +109,7 @@ def _verdict(receiver: Connection, checker: multiprocessing.process.BaseProcess)
         raise ProjectionError(outcome)
 
 
-def _move_into(staging: Path, folder: Path) -> None:
+def _move_into(staging: Path, folder: Path, experiment_id: str) -> None:
     """Every file and folder written into ``staging`` replaces its namesake in ``folder``
     (a folder swapped whole); a report file this build did not write (``errors.json`` when
     no run failed, ``transcripts/`` when no trace has one) is removed."""
@@ -128,13 +128,9 @@ def _move_into(staging: Path, folder: Path) -> None:
         (folder / ERRORS).unlink(missing_ok=True)
     if TRANSCRIPTS not in made and (folder / TRANSCRIPTS).is_dir():
         shutil.rmtree(folder / TRANSCRIPTS)  # an older build's: no trace has one now
-    for entry in list(os.scandir(folder)):
-        # An evaluation's folder (evaluation/, evaluation-<name>/) this build did not write:
-        # the evaluation began after the --as-of point, as write_report also treats it.
-        name = entry.name
-        if (
-            entry.is_dir()
-            and name not in made
-            and (name == "evaluation" or name.startswith("evaluation-"))
-        ):
-            shutil.rmtree(entry.path)
+    if any(folder.glob("evaluation*")):
+        # This experiment's evaluation folders this build did not write (evaluations begun
+        # after the --as-of point), as write_report treats them: their files only.
+        from agentledger.evaluation.section import remove_stale
+
+        remove_stale(folder, experiment_id, set(made))

@@ -369,3 +369,35 @@ def test_a_tampered_experiment_is_refused_unless_ignore_integrity(tmp_path: Path
     assert not (output_folder(ran) / "evaluation").exists()
     scored = agentledger("evaluate", experiment_id(ran), "--ignore-integrity", cwd=root)
     assert "Warning: built over a log that fails verify" in scored.stderr
+
+
+def test_report_show_json_has_the_evaluation_entry_summary_json_has(tmp_path: Path) -> None:
+    root = project_with(tmp_path, RULES)
+    ran = run(root)
+    assert ran.returncode == 0, ran.stderr
+    assert agentledger("evaluate", experiment_id(ran), cwd=root).returncode == 0
+    shown = agentledger("report", "show", experiment_id(ran), "--json", cwd=root)
+    assert shown.returncode == 0, shown.stderr
+    written = orjson.loads((output_folder(ran) / "summary.json").read_bytes())
+    assert orjson.loads(shown.stdout)["evaluation"] == written["evaluation"]
+
+
+def test_a_rebuild_as_of_before_the_evaluation_removes_its_files(tmp_path: Path) -> None:
+    from agentledger.eventstore import EventStore
+
+    root = project_with(tmp_path, RULES)
+    ran = run(root)
+    assert ran.returncode == 0, ran.stderr
+    assert agentledger("evaluate", experiment_id(ran), cwd=root).returncode == 0
+    folder = output_folder(ran)
+    assert (folder / "evaluation" / "summary.json").exists()
+    (folder / "evaluation" / "notes.txt").write_text("mine")
+    with EventStore.open(str(root / ".agentledger" / "ledger.db"), create=False) as store:
+        done = next(store.read_all(types=["ExperimentCompleted"])).position
+    rebuilt = agentledger(
+        "report", "rebuild", experiment_id(ran), "--as-of", str(done), "--force", cwd=root
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert not (folder / "evaluation" / "summary.json").exists()
+    assert (folder / "evaluation" / "notes.txt").read_text() == "mine"  # not ours: kept
+    assert "evaluation" not in orjson.loads((folder / "summary.json").read_bytes())
