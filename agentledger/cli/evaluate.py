@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agentledger.cli.errors import EXIT_FAILED_BAR, UserError
-from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.options import PROJECT_OPTIONS, AppState, pass_state
 from agentledger.cli.output import echo
 
 if TYPE_CHECKING:
@@ -25,10 +25,7 @@ if TYPE_CHECKING:
     help="Evaluation config, relative to the project [default: configs/evaluation.yaml; "
     "without one, FluxLoop's seven-metric judge].",
 )
-@click.option("--project", metavar="NAME", help="Project folder under --root.")
-@click.option(
-    "--root", metavar="DIR", help="Folder holding projects [default: ./fluxloop with --project]."
-)
+@PROJECT_OPTIONS
 @click.option(
     "--name",
     metavar="NAME",

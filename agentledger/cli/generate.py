@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from agentledger.cli.errors import EXIT_FAILED_BAR, UserError
-from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.options import PROJECT_OPTIONS, AppState, pass_state
 from agentledger.cli.output import echo
 
 if TYPE_CHECKING:
@@ -34,10 +34,7 @@ def generate() -> None:
     metavar="FILE",
     help="Input config, relative to the project [default: configs/input.yaml].",
 )
-@click.option("--project", metavar="NAME", help="Project folder under --root.")
-@click.option(
-    "--root", metavar="DIR", help="Folder holding projects [default: ./fluxloop with --project]."
-)
+@PROJECT_OPTIONS
 @click.option(
     "-o",
     "--output",

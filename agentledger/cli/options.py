@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -88,3 +89,13 @@ def env_default(name: str) -> str | None:
     """An ``AGENTLEDGER_<NAME>`` environment default, treating empty as unset."""
     value = os.environ.get(f"AGENTLEDGER_{name}")
     return value or None
+
+
+def PROJECT_OPTIONS(command: Callable[..., Any]) -> Callable[..., Any]:
+    """FluxLoop's ``--project NAME`` / ``--root DIR``, shared by every project command."""
+    command = click.option(
+        "--root",
+        metavar="DIR",
+        help="Folder holding projects [default: ./fluxloop with --project].",
+    )(command)
+    return click.option("--project", metavar="NAME", help="Project folder under --root.")(command)

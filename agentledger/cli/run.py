@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agentledger.cli.errors import EXIT_FAILED_BAR, EXIT_INTERRUPTED, UserError
-from agentledger.cli.options import AppState, pass_state
+from agentledger.cli.options import PROJECT_OPTIONS, AppState, pass_state
 from agentledger.cli.output import echo
 from agentledger.cli.progress import ProgressDisplay
 
@@ -35,10 +35,7 @@ def run() -> None:
     metavar="FILE",
     help="Simulation config, relative to the project [default: configs/simulation.yaml].",
 )
-@click.option("--project", metavar="NAME", help="Project folder under --root.")
-@click.option(
-    "--root", metavar="DIR", help="Folder holding projects [default: ./fluxloop with --project]."
-)
+@PROJECT_OPTIONS
 @click.option("--inputs", "inputs_file", metavar="FILE", help="Inputs file to use instead.")
 @click.option(
     "-i", "--iterations", type=click.IntRange(min=1), help="Runs per input [default: config]."

@@ -55,6 +55,13 @@ def test_a_target_module_that_exits_on_import_is_a_one_line_error(tmp_path: Path
 @pytest.mark.parametrize(
     "agent",
     [
+        # At --parallel 1 sync runs are called on the main thread: the timeout interrupts
+        # the run itself, and an agent's except Exception does not swallow it ...
+        "import time\ndef run(input_text):\n    try:\n        time.sleep(3600)\n"
+        "    except Exception:\n        return 'swallowed'\n",
+        # ... and a run that returns after swallowing it still timed out.
+        "import time\ndef run(input_text):\n    try:\n        time.sleep(3600)\n"
+        "    except BaseException:\n        return 'too late'\n",
         "import signal, time\ndef run(input_text):\n    signal.alarm(0)\n    time.sleep(3)\n",
         "import signal, time\ndef run(input_text):\n"
         "    signal.signal(signal.SIGALRM, lambda *a: None)\n    time.sleep(3)\n",
@@ -66,8 +73,9 @@ def test_a_run_past_its_timeout_times_out_whatever_it_does_about_the_alarm(
     tmp_path: Path, agent: str
 ) -> None:
     project = make_project(tmp_path / "proj", agent=agent, inputs=INPUTS[:2], iterations=1)
-    result = agentledger("run", "experiment", "--yes", "--timeout", "0.5", cwd=project)
+    result = agentledger("run", "experiment", "--yes", "--timeout", "0.5", cwd=project, timeout=60)
     assert result.returncode == 1, result.stderr
+    assert "Runs: 2/2  ok: 0  failed: 2" in result.stdout
     rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
     assert [r["error"]["reason"] for r in rows] == ["timeout", "timeout"]
 

@@ -212,43 +212,6 @@ def test_an_async_target_that_swallows_cancellation_does_not_hold_the_command_op
     assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
 
 
-def test_one_at_a_time_a_hanging_sync_run_is_interrupted_at_its_timeout(tmp_path: Path) -> None:
-    """At --parallel 1 sync runs are called on the main thread: the timeout interrupts the
-    run itself (and an agent's ``except Exception`` does not swallow it)."""
-    hangs = (
-        "import time\n"
-        "def run(input_text):\n"
-        "    try:\n"
-        "        time.sleep(3600)\n"
-        "    except Exception:\n"
-        "        return 'swallowed'\n"
-    )
-    project = make_project(tmp_path, agent=hangs, iterations=1)
-    result = agentledger("run", "experiment", "--yes", "--timeout", "0.5", cwd=project, timeout=60)
-    assert result.returncode == 1, result.stderr
-    assert "Runs: 3/3  ok: 0  failed: 3" in result.stdout
-    rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
-    assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
-
-
-def test_one_at_a_time_a_run_that_returns_after_swallowing_its_timeout_still_timed_out(
-    tmp_path: Path,
-) -> None:
-    late = (
-        "import time\n"
-        "def run(input_text):\n"
-        "    try:\n"
-        "        time.sleep(3600)\n"
-        "    except BaseException:\n"
-        "        return 'too late'\n"
-    )
-    project = make_project(tmp_path, agent=late, iterations=1)
-    result = agentledger("run", "experiment", "--yes", "--timeout", "0.5", cwd=project, timeout=60)
-    assert result.returncode == 1, result.stderr
-    rows = read_jsonl(output_folder(result) / "trace_summary.jsonl")
-    assert [row["error"]["reason"] for row in rows] == ["timeout"] * 3
-
-
 def test_one_at_a_time_a_run_that_ignores_every_interruption_ends_the_command(
     tmp_path: Path, store_url: str
 ) -> None:

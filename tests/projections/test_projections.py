@@ -327,9 +327,7 @@ def run(input_text, ctx):
 
 
 def _run_experiment(store: EventStore, root: Path, fmt: str = "jsonl") -> str:
-    # A tool call per trace: each has a transcript file, which the parts must share. (Another
-    # test of this process may have imported its own module "agent".)
-    sys.modules.pop("agent", None)
+    # A tool call per trace: each has a transcript file, which the parts must share.
     project = make_project(
         root, agent=TOOL_AGENT, iterations=3, simulation={"output": {"format": fmt}}
     )
@@ -395,7 +393,6 @@ def test_a_failing_part_fails_the_report_and_leaves_nothing_half_written(
 
 def test_temporaries_of_writers_that_died_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     import subprocess
-    import sys
 
     from agentledger.projections.writers import remove_stale_temporaries
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ def run(input_text, ctx):
 
 
 def _experiment(tmp_path: Path) -> tuple[EventStore, str]:
-    sys.modules.pop("agent", None)  # another test of this process may have imported its own
     project = make_project(tmp_path / "proj", agent=FAILING_AGENT, iterations=2)
     store = EventStore.open(str(tmp_path / "ledger.db"))
     settings = resolve_settings(project, None, Overrides())
