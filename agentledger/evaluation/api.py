@@ -125,7 +125,8 @@ def evaluate(
     config (default ``configs/evaluation.yaml`` of ``project_dir``; without one, the
     FluxLoop judge); ``judge_model`` replaces every judge's model. Scores are only as
     good as the log: an experiment whose streams fail verify is refused
-    (``ProjectionError``) unless ``ignore_integrity``, and then the outcome says so."""
+    (``ProjectionError``, checked beside the scoring: see ``evaluation.checking``) unless
+    ``ignore_integrity``, and then the outcome says so."""
     from agentledger.evaluation.config import load_settings
     from agentledger.evaluation.scoring import evaluate_experiment
     from agentledger.replay.book import RecordMode
@@ -137,20 +138,22 @@ def evaluate(
     with Workspace(project, store, live_refresh=None, create=False) as workspace:
         settings = load_settings(project, config, workspace.env, judge_model=judge_model)
         fold = _experiment(workspace.store, experiment)
-        from agentledger.projections.report import check_integrity
-
-        warning = check_integrity(workspace.store, fold, ignore=ignore_integrity)
         folder = output_dir or evaluation_folder(fold, project, name)
-        result = evaluate_experiment(
-            workspace.store,
-            fold.experiment_id,
-            settings,
-            workspace.env,
-            name=name,
-            record_mode=mode.value,
-            parallel=parallel,
-            output_dir=folder,
-        )
+        from agentledger.evaluation.checking import IntegrityCheck
+
+        with IntegrityCheck(workspace.store, fold, ignore=ignore_integrity) as check:
+            result = evaluate_experiment(
+                workspace.store,
+                fold.experiment_id,
+                settings,
+                workspace.env,
+                name=name,
+                record_mode=mode.value,
+                parallel=parallel,
+                output_dir=folder,
+                checked=check.result,
+            )
+        warning = result.integrity_warning
     outcome = dataclasses.replace(
         _outcome(result.evaluation_id, result.experiment_id, folder, result.diverged),
         integrity_warning=warning,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -26,8 +26,15 @@ from agentledger.evaluation.checks import (
 )
 from agentledger.evaluation.config import EvaluationSettings, RuleEvaluator
 from agentledger.evaluation.jsonschema import first_error
-from agentledger.evaluation.traces import MISSING, TraceView, _parsed, as_text
-from agentledger.events.evaluation import MetricScore, RuleOutcome
+from agentledger.evaluation.traces import (
+    MISSING,
+    JsonDict,
+    TraceView,
+    _parsed,
+    as_text,
+    reads_row,
+)
+from agentledger.events.evaluation import MetricScore
 
 
 class Outcome(NamedTuple):
@@ -171,28 +178,55 @@ CHECKS: dict[str, Callable[[_Rule, TraceView], Outcome]] = {
 }
 
 
+def reads_whole_trace(evaluators: Iterable[RuleEvaluator]) -> bool:
+    """Whether a rule reads a path into the whole trace (its ``traces.jsonl`` row), which
+    only a full fold gives (see ``traces.read_rule_traces``)."""
+    for evaluator in evaluators:
+        for rule in evaluator.rules:
+            paths = [rule.target]
+            if isinstance(rule, SimilarityRule) or (
+                isinstance(rule, EqualsRule) and rule.expected is None
+            ):
+                paths.append(rule.expected_path)
+            if any(reads_row(path) for path in paths):
+                return True
+    return False
+
+
 def score_rules(
     evaluator: RuleEvaluator, trace: TraceView, settings: EvaluationSettings
 ) -> MetricScore:
     """Apply every rule of ``evaluator`` to ``trace``."""
+    return MetricScore.model_validate(rule_document(evaluator, trace, settings))
+
+
+def rule_document(
+    evaluator: RuleEvaluator, trace: TraceView, settings: EvaluationSettings
+) -> JsonDict:
+    """``score_rules`` as the data of its ``MetricScore`` (``model_dump(mode="json")``'s
+    shape, every field present), built without the model: scoring's hot path."""
     outcomes = [CHECKS[rule.check](rule, trace) for rule in evaluator.rules]
     score = round(sum(o.score for o in outcomes) / len(outcomes), 6)
     failed = [f"{o.check}: {o.detail}" if o.detail else o.check for o in outcomes if not o.passed]
-    return MetricScore(
-        evaluator=evaluator.name,
-        metric=evaluator.name,
-        kind="rule_based",
-        score=score,
-        passed=not failed,
-        rating=settings.rating(evaluator.name, score),
-        weight=evaluator.weight,
-        reason="; ".join(failed),
+    return {
+        "evaluator": evaluator.name,
+        "metric": evaluator.name,
+        "kind": "rule_based",
+        "score": score,
+        "label": None,
+        "value": None,
+        "passed": not failed,
+        "rating": settings.rating(evaluator.name, score),
+        "weight": float(evaluator.weight),
+        "reason": "; ".join(failed),
         # Only what says more than the score: the rules that failed or scored in between.
         # (Fewer bytes per event, and a check name like token_usage_under in every event
         # would send each one through the redactor's full scrub.)
-        rules=[
-            RuleOutcome(check=o.check, passed=o.passed, score=o.score, detail=o.detail)
+        "rules": [
+            {"check": o.check, "passed": o.passed, "score": float(o.score), "detail": o.detail}
             for o in outcomes
             if not o.passed or 0 < o.score < 1
         ],
-    )
+        "judge_calls": [],
+        "samples": [],
+    }

@@ -29,10 +29,10 @@ import hashlib
 import math
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from agentledger.evaluation.catalog import evaluation_numbers, latest_of, list_evaluations
 from agentledger.evaluation.config import (
@@ -42,14 +42,14 @@ from agentledger.evaluation.config import (
 )
 from agentledger.evaluation.errors import EvaluationConfigError
 from agentledger.evaluation.judge import JudgeBudget, JudgeContext, judge_trace
-from agentledger.evaluation.rules import score_rules
+from agentledger.evaluation.rules import reads_whole_trace, rule_document
 from agentledger.evaluation.summary import (
     EvaluationFold,
     fold_evaluation,
     write_scores,
     write_summary,
 )
-from agentledger.evaluation.traces import TraceView, read_traces
+from agentledger.evaluation.traces import TraceView, read_rule_traces, read_traces
 from agentledger.events.evaluation import (
     VERDICTS,
     EvaluationCompleted,
@@ -59,6 +59,7 @@ from agentledger.events.evaluation import (
     evaluation_id_for,
     evaluation_stream,
 )
+from agentledger.events.payloads import Payload
 from agentledger.eventstore.errors import ConcurrencyError
 from agentledger.eventstore.store import NO_STREAM, EventStore
 from agentledger.experiments.context import TraceRecorder
@@ -85,6 +86,8 @@ class EvaluationResult:
     completed: EvaluationCompleted
     diverged: int = 0
     """Judged traces whose replay missed the recording."""
+    integrity_warning: str | None = None
+    """What ``checked`` returned: the log fails verify and was scored anyway."""
 
 
 def sampled(trace_id: str, rate: float) -> bool:
@@ -95,31 +98,46 @@ def sampled(trace_id: str, rate: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
-def aggregate(scores: list[MetricScore], method: str) -> float | None:
+def aggregate(scores: list[JsonDict], method: str) -> float | None:
     """``weighted_sum`` (weights over the scored metrics, as a weighted mean in 0..1) or
-    ``average`` (plain mean) of a trace's scores."""
-    scored = [s for s in scores if s.score is not None]
+    ``average`` (plain mean) of a trace's scores (``MetricScore`` data)."""
+    scored = [s for s in scores if s["score"] is not None]
     if not scored:
         return None
     if method == "average":
-        return round(math.fsum(s.score for s in scored if s.score is not None) / len(scored), 6)
-    weight = math.fsum(s.weight for s in scored)
+        return round(math.fsum(s["score"] for s in scored) / len(scored), 6)
+    weight = math.fsum(s["weight"] for s in scored)
     if weight == 0:
         return None
-    total = math.fsum(s.weight * s.score for s in scored if s.score is not None)
+    total = math.fsum(s["weight"] * s["score"] for s in scored)
     return round(total / weight, 6)
 
 
-def verdict(scores: list[MetricScore], value: float | None, threshold: float) -> str:
+def verdict(scores: list[JsonDict], value: float | None, threshold: float) -> str:
     """REVIEW when a metric is unscored; PASS at or above the threshold; PARTIAL below it
     with some metric rated good; FAIL otherwise."""
-    if value is None or any(s.score is None for s in scores):
+    if value is None or any(s["score"] is None for s in scores):
         return "REVIEW"
     if value >= threshold:
         return "PASS"
-    if any(s.rating == "good" for s in scores):
+    if any(s["rating"] == "good" for s in scores):
         return "PARTIAL"
     return "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedScore:
+    """A ``TraceScored`` whose data is already built as its model would dump it: what the
+    store needs of a payload (type, schema version, ``model_dump``) without pydantic
+    serializing 100,000 of them again. Only scoring makes these, from ``scored``'s data,
+    which tests/evaluation check against the model."""
+
+    document: JsonDict
+    event_type: ClassVar[str] = "TraceScored"
+    schema_version: ClassVar[int] = TraceScored.schema_version
+
+    def model_dump(self, *, mode: str = "python") -> JsonDict:
+        return self.document
 
 
 # --- replay ------------------------------------------------------------------------------
@@ -204,63 +222,68 @@ class _Scorer:
             limits.max_llm_calls, limits.max_cost, limits.cost_per_1k_tokens, limits.timeout_seconds
         )
         self.gateways: dict[str, ModelGateway] = {}
+        self.rule_evaluators = [e for e in settings.evaluators if isinstance(e, RuleEvaluator)]
 
-    def rule_scores(self, trace: TraceView) -> list[MetricScore]:
-        return [
-            score_rules(e, trace, self.settings)
-            for e in self.settings.evaluators
-            if isinstance(e, RuleEvaluator)
-        ]
+    def rule_scores(self, trace: TraceView) -> list[JsonDict]:
+        return [rule_document(e, trace, self.settings) for e in self.rule_evaluators]
 
-    def emit(self, trace: TraceView, by_evaluator: dict[str, list[MetricScore]]) -> None:
+    def emit(self, trace: TraceView, by_evaluator: dict[str, list[JsonDict]]) -> None:
         # Bounded: scoring outpaces the writer, and a queue of every score would hold them all.
         self._in_flight.acquire()
-        self.recorder.record(self.scored(trace, by_evaluator), callback=self._written)
+        payload = TraceScored.model_validate(self.scored(trace, by_evaluator))
+        self.recorder.record(payload, callback=self._written)
 
-    def scored(self, trace: TraceView, by_evaluator: dict[str, list[MetricScore]]) -> TraceScored:
-        """The ``TraceScored`` of a trace: its scores in evaluator order, aggregated."""
+    def scored(self, trace: TraceView, by_evaluator: dict[str, list[JsonDict]]) -> JsonDict:
+        """The data of a trace's ``TraceScored`` (as ``model_dump(mode="json")`` gives it):
+        its scores (``MetricScore`` data) in evaluator order, aggregated."""
         scores = [s for e in self.settings.evaluators for s in by_evaluator.get(e.name, [])]
         config = self.settings.config.aggregate
         value = aggregate(scores, config.method)
         fold = trace.trace
-        return TraceScored(
-            evaluation_id=self.evaluation_id,
-            trace_id=fold.trace_id,
-            slot=fold.slot,
-            input_index=fold.input_index,
-            iteration=fold.iteration,
-            persona=fold.persona,
-            success=fold.success,
-            scores=scores,
-            aggregate=value,
-            verdict=verdict(scores, value, config.threshold),  # type: ignore[arg-type]
-            unscored=[s.metric for s in scores if s.score is None],
-            latency_ms=fold.duration_ms,
-            output_tokens=int(trace.usage["completion_tokens"]),
-            conversation_depth=trace.depth,
-            tool_calls=len(fold.tool_calls),
-            failed_tool_calls=trace.failed_tool_calls,
-        )
+        return {
+            "evaluation_id": self.evaluation_id,
+            "trace_id": fold.trace_id,
+            "slot": fold.slot,
+            "input_index": fold.input_index,
+            "iteration": fold.iteration,
+            "persona": fold.persona,
+            "success": fold.success,
+            "scores": scores,
+            "aggregate": value,
+            "verdict": verdict(scores, value, config.threshold),
+            "unscored": [s["metric"] for s in scores if s["score"] is None],
+            "latency_ms": float(fold.duration_ms),
+            "output_tokens": int(trace.usage["completion_tokens"]),
+            "conversation_depth": trace.depth,
+            "tool_calls": len(fold.tool_calls),
+            "failed_tool_calls": trace.failed_tool_calls,
+        }
 
     def _written(self, result: Any, error: Any) -> None:
         self._in_flight.release()
 
     # -- rules only: no event loop --
 
-    def score_rules_only(self, traces: Iterator[TraceView]) -> None:
+    def score_rules_only(self, traces: Iterator[TraceView], *, validate: bool = False) -> None:
         """Score and append in this thread, ``RULES_CHUNK`` traces a transaction: rules
-        are pure CPU, and a writer thread would only take turns with them for the GIL."""
-        chunk: list[TraceScored] = []
+        are pure CPU, and a writer thread would only take turns with them for the GIL.
+        The events' data is built directly (``PreparedScore``); ``validate`` builds each
+        ``TraceScored`` model instead (the slower path the tests compare it with)."""
+        chunk: list[Payload] = []
         for trace in traces:
             scores = self.rule_scores(trace)
-            chunk.append(self.scored(trace, {s.evaluator: [s] for s in scores}))
+            document = self.scored(trace, {s["evaluator"]: [s] for s in scores})
+            if validate:
+                chunk.append(TraceScored.model_validate(document))
+            else:
+                chunk.append(cast(Payload, PreparedScore(document)))
             if len(chunk) >= RULES_CHUNK:
                 self._append(chunk)
                 chunk = []
         if chunk:
             self._append(chunk)
 
-    def _append(self, payloads: list[TraceScored]) -> None:
+    def _append(self, payloads: list[Payload]) -> None:
         recorder = self.recorder
         self.store.append(
             recorder.stream_id,
@@ -282,9 +305,7 @@ class _Scorer:
             self.gateways[key] = ModelGateway(judge.model, endpoint, self.store.redactor)
         return self.gateways[key]
 
-    async def judged(
-        self, trace: TraceView, slots: asyncio.Semaphore
-    ) -> dict[str, list[MetricScore]]:
+    async def judged(self, trace: TraceView, slots: asyncio.Semaphore) -> dict[str, list[JsonDict]]:
         replay = None
         if self.books is not None:
             book = self.books.get(f"{trace.trace_id}:judge") or ReplayBook(
@@ -315,17 +336,19 @@ class _Scorer:
                         )
                         for s in scores
                     ]
-        return results
+        return {
+            name: [s.model_dump(mode="json") for s in scores] for name, scores in results.items()
+        }
 
     async def score_with_judges(self, traces: Iterator[TraceView]) -> None:
         slots = asyncio.Semaphore(self.parallel)
-        pending: deque[tuple[TraceView, list[MetricScore], asyncio.Task[Any]]] = deque()
+        pending: deque[tuple[TraceView, list[JsonDict], asyncio.Task[Any]]] = deque()
         window = self.parallel * WINDOW_PER_SLOT
 
         def flush_done() -> None:
             while pending and pending[0][2].done():
                 trace, rules, task = pending.popleft()
-                found = {s.evaluator: [s] for s in rules}
+                found = {s["evaluator"]: [s] for s in rules}
                 found.update(task.result())
                 self.emit(trace, found)
 
@@ -396,9 +419,15 @@ def evaluate_experiment(
     record_mode: str = "live",
     parallel: int = 4,
     output_dir: Path | None = None,
+    checked: Callable[[], str | None] | None = None,
+    fast_path: bool = True,
 ) -> EvaluationResult:
     """Score every finished trace of ``experiment_id`` (see the module docstring) and write
-    the evaluation's files into ``output_dir`` (None: write none)."""
+    the evaluation's files into ``output_dir`` (None: write none). ``checked`` is called
+    once the scores are appended and before anything records the result (the integrity
+    check's verdict: it raises to refuse). ``fast_path=False`` folds whole traces and
+    validates every ``TraceScored`` model even when the rules need neither (the path the
+    tests compare the fast one with)."""
     mode = RecordMode.parse(record_mode)
     source = None
     if mode is RecordMode.LIVE and settings.config.limits.cache and settings.judges:
@@ -455,15 +484,19 @@ def evaluate_experiment(
         parallel=parallel,
     )
     counts = {"available": 0, "sample_rate": 0, "max_traces": 0}
-    selected = _selected(read.traces, settings, counts)
+    rules_only = not settings.judges
+    fast = fast_path and rules_only and not reads_whole_trace(scorer.rule_evaluators)
+    traces = read_rule_traces(store, experiment, until) if fast else read.traces
+    selected = _selected(traces, settings, counts)
     try:
-        if settings.judges:
-            asyncio.run(scorer.score_with_judges(selected))
+        if rules_only:
+            scorer.score_rules_only(selected, validate=not fast_path)
         else:
-            scorer.score_rules_only(selected)
+            asyncio.run(scorer.score_with_judges(selected))
     finally:
         scorer.writer.close()
     _check_refused(scorer.writer, evaluation_id)
+    warning = checked() if checked is not None else None
     # The totals and the verdict come from the scores as the log holds them: one pass
     # folds them (writing scores.jsonl), the completion is appended, then the summary.
     events = read_evaluation(store, evaluation_id)
@@ -482,7 +515,12 @@ def evaluate_experiment(
     if output_dir is not None:
         write_summary(fold, output_dir)
     return EvaluationResult(
-        evaluation_id, experiment_id, output_dir, completed, diverged=scorer.diverged
+        evaluation_id,
+        experiment_id,
+        output_dir,
+        completed,
+        diverged=scorer.diverged,
+        integrity_warning=warning,
     )
 
 

@@ -89,6 +89,30 @@ def test_rule_scores_are_events_and_files(project: Path) -> None:
     assert outcome.output_dir == next((project / "experiments").iterdir()) / "evaluation"
 
 
+def test_a_tampered_log_is_refused_before_the_verdict_is_recorded(project: Path) -> None:
+    import sqlite3
+
+    from agentledger.projections.errors import ProjectionError
+
+    configure(project, RULES)
+    with sqlite3.connect(project / "ledger.db") as db:
+        db.execute(
+            """UPDATE events SET data = replace(data, '"attempts":1', '"attempts":2')
+            WHERE rowid = (SELECT min(rowid) FROM events WHERE type = 'TraceCompleted')"""
+        )
+    with pytest.raises(ProjectionError, match="fails verify"):
+        evaluate("demo", project, store=project / "ledger.db")
+    # The check ran beside the scoring: scores may be in the log, the verdict is not, and
+    # no file was written.
+    with open_store(project / "ledger.db", create=False) as store:
+        kinds = {ev.type for ev in store.read_all() if ev.stream_id.startswith("evaluation-")}
+    assert "EvaluationStarted" in kinds and "EvaluationCompleted" not in kinds
+    assert not (next((project / "experiments").iterdir()) / "evaluation").exists()
+    scored = evaluate("demo", project, store=project / "ledger.db", ignore_integrity=True)
+    assert scored.integrity_warning is not None
+    assert scored.integrity_warning.startswith("built over a log that fails verify")
+
+
 def test_failed_criteria_are_reported(project: Path) -> None:
     configure(project, {**RULES, "success_criteria": {"quality": {"pass_rate": 0.9}}})
     outcome = evaluate("demo", project, store=project / "ledger.db")
