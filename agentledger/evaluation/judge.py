@@ -92,18 +92,19 @@ def render_prompt(judge: JudgeEvaluator, trace: TraceView, goal: str) -> str:
     return f"{prompt}\n\nReply with only a JSON object: {{{shape}}}"
 
 
-def _metric_schema(metric: JudgeMetric) -> JsonDict:
+def _metric_schema(metric: JudgeMetric, worst_first: bool = False) -> JsonDict:
     if metric.labels is not None:
-        value: JsonDict = {"type": "string", "enum": list(metric.labels)}
+        labels = list(metric.labels)
+        if worst_first:
+            labels = sorted(labels, key=lambda label: (metric.labels or {})[label])
+        value: JsonDict = {"type": "string", "enum": labels}
         key = "label"
     else:
         integral = metric.low.is_integer() and metric.high.is_integer()
         if integral and metric.high - metric.low <= 100:
             # Best first: the offline mock judge answers with the first value it is offered.
-            value = {
-                "type": "integer",
-                "enum": list(range(int(metric.high), int(metric.low) - 1, -1)),
-            }
+            numbers = list(range(int(metric.high), int(metric.low) - 1, -1))
+            value = {"type": "integer", "enum": numbers[::-1] if worst_first else numbers}
         else:
             value = {"type": "number", "minimum": metric.low, "maximum": metric.high}
         key = "score"
@@ -115,8 +116,10 @@ def _metric_schema(metric: JudgeMetric) -> JsonDict:
     }
 
 
-def response_format(judge: JudgeEvaluator) -> JsonDict | None:
-    """The ``response_format`` of a judge request (None for ``first_number``)."""
+def response_format(judge: JudgeEvaluator, worst_first: bool = False) -> JsonDict | None:
+    """The ``response_format`` of a judge request (None for ``first_number``). The
+    offline mock judge answers with the first value offered: ``worst_first`` offers the
+    scale worst first (``mock_worst_first``)."""
     if judge.parser == "first_number" or judge.response_format == "none":
         return None
     if judge.response_format == "json_object":
@@ -128,7 +131,7 @@ def response_format(judge: JudgeEvaluator) -> JsonDict | None:
             "strict": True,
             "schema": {
                 "type": "object",
-                "properties": {m.key: _metric_schema(m) for m in judge.metrics},
+                "properties": {m.key: _metric_schema(m, worst_first) for m in judge.metrics},
                 "required": [m.key for m in judge.metrics],
                 "additionalProperties": False,
             },
@@ -297,12 +300,20 @@ class JudgeContext(RunContext):
         return index
 
 
+def mock_worst_first(judge: JudgeEvaluator, trace: TraceView) -> bool:
+    """Whether a judge request offers its scale worst first: only to the offline mock
+    judge, for a run that failed, so that its verdict follows the trace (it passes a
+    successful run and fails a failed one); real judges always see the scale best first."""
+    return judge.model.provider == "mock" and not trace.trace.success
+
+
 async def _ask(
     judge: JudgeEvaluator,
     gateway: ModelGateway,
     prompt: str,
     budget: JudgeBudget,
     key: str,
+    worst_first: bool = False,
 ) -> dict[str, Reading] | str:
     """One sample: a judge call, asked again after an invalid reply up to ``retries``;
     the readings, or why there are none."""
@@ -316,7 +327,7 @@ async def _ask(
         ],
         **gateway.sampling(),
     }
-    fmt = response_format(judge)
+    fmt = response_format(judge, worst_first)
     if fmt is not None:
         request["response_format"] = fmt
     client = gateway.async_client()
@@ -373,7 +384,8 @@ async def judge_trace(
     readings: list[dict[str, Reading]] = []
     problem = ""
     for _ in range(judge.samples):
-        answer = await _ask(judge, gateway, prompt, budget, f"{ctx.trace_id}:{len(ctx.call_ids)}")
+        key = f"{ctx.trace_id}:{len(ctx.call_ids)}"
+        answer = await _ask(judge, gateway, prompt, budget, key, mock_worst_first(judge, trace))
         if isinstance(answer, str):
             problem = answer
             break

@@ -330,6 +330,24 @@ def test_judge_model_flag_replaces_the_configured_model(project: Path) -> None:
     assert started.data["judge_models"] == {"quality": "mock:echo"}
 
 
+def test_the_mock_judge_fails_a_failed_run_and_passes_the_others(tmp_path: Path) -> None:
+    agent = AGENT.replace('return ""', 'raise RuntimeError("no answer")')
+    root = make_project(tmp_path / "proj", agent=agent, inputs=INPUTS, iterations=2)
+    run_experiment(root, store=root / "ledger.db")
+    judge = {"name": "quality", "type": "llm_judge", "model": "mock:echo"}
+    labels = {**judge, "name": "labelled", "labels": {"OK": 1.0, "BAD": 0.0, "MEH": 0.5}}
+    configure(root, {"evaluators": [judge, labels]})
+    outcome = evaluate("demo", root, store=root / "ledger.db")
+    lines = read_jsonl(outcome.output_dir / "scores.jsonl")
+    assert sorted(line["success"] for line in lines) == [False] * 2 + [True] * 4
+    assert [line["verdict"] for line in lines] == [
+        "PASS" if line["success"] else "FAIL" for line in lines
+    ]
+    failed = next(line for line in lines if not line["success"])
+    assert [s["label"] for s in failed["scores"]] == [None, "BAD"]
+    assert [s["score"] for s in failed["scores"]] == [0.0, 0.0]
+
+
 def test_timeout_leaves_slow_judges_unscored_with_the_reason(project: Path) -> None:
     with ModelServer(latency=2.0) as server:
         server.replies = ['{"quality": {"label": "GOOD", "reason": "fine"}}']
