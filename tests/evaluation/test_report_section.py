@@ -80,6 +80,24 @@ def test_a_rebuild_writes_the_evaluation_with_the_bytes_evaluate_wrote(project: 
     }
 
 
+@pytest.mark.parametrize("total", [6, 20_001], ids=["every file", "summary only"])
+def test_a_live_refresh_keeps_the_evaluation_entry_and_files(project: Path, total: int) -> None:
+    from agentledger.projections.live import LiveReport
+
+    evaluate("demo", project, store=project / "ledger.db")
+    folder = experiment_folder(project)
+    written = folder_bytes(folder)
+    with open_store(project / "ledger.db", create=False) as store:
+        (experiment_id,) = [s[len("experiment-") :] for s in store.streams("experiment-")]
+        # A refresh while the experiment runs (resumed, or scored as it goes).
+        assert LiveReport(store, experiment_id, folder, total).refresh() > 0
+    assert summary(folder)["evaluation"] == orjson.loads(written["summary.json"])["evaluation"]
+    assert list(summary(folder))[-1] == "evaluation"
+    assert {k: v for k, v in folder_bytes(folder).items() if "evaluation" in k} == {
+        k: v for k, v in written.items() if "evaluation" in k
+    }
+
+
 def test_the_entry_is_the_last_key_of_the_summary(project: Path) -> None:
     evaluate("demo", project, store=project / "ledger.db")
     assert list(summary(experiment_folder(project)))[-1] == "evaluation"
