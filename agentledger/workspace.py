@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentledger import heap
 from agentledger.errors import ConfigError, ResumeError
 from agentledger.eventstore.errors import StoreUnavailableError
 
@@ -228,6 +229,7 @@ class Workspace:
             store=self.store,
             supervisor_api_key=supervisor_api_key,
         )
+        heap.settle()  # the agent is loaded: what start-up made lives on (see ``heap``)
         return prepared, source
 
     def _recording_for(self, name: str, mode: Any) -> ReplaySource:
@@ -301,6 +303,7 @@ class Workspace:
         from agentledger.replay.rerun import recorded_start
         from agentledger.workers.coordination import recording_of
 
+        heap.settle()
         try:
             store = self.store
         except StoreUnavailableError as exc:

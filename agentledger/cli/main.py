@@ -10,33 +10,19 @@ from typing import Any
 
 import click
 
-from agentledger.cli import (
-    agent,
-    db,
-    evaluate,
-    events,
-    experiments,
-    generate,
-    init,
-    parse,
-    replay,
-    report,
-    run,
-    sessions,
-    transfer,
-    verify,
-    view,
-    worker,
-)
+from agentledger import heap
 from agentledger.cli.errors import EXIT_INTERRUPTED, UserError
+from agentledger.cli.lazy import LazyGroup
 from agentledger.cli.options import LOG_LEVELS, AppState, configure_logging
 from agentledger.errors import AgentLedgerError
 
 
-class LedgerGroup(click.Group):
+class LedgerGroup(LazyGroup):
     """Turns project errors into one-line messages with exit 2, and Ctrl-C into exit 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        if not _runs_experiment(ctx):
+            heap.settle()  # an experiment settles once its agent is loaded, before any run
         try:
             return super().invoke(ctx)
         except AgentLedgerError as exc:
@@ -49,8 +35,45 @@ class LedgerGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
 
 
+COMMANDS = {
+    name: f"agentledger.cli.{where}"
+    for name, where in {
+        "init": "init:init",
+        "run": "run:run",
+        "worker": "worker:worker",
+        "replay": "replay:replay",
+        "diff": "replay:diff",
+        "evaluate": "evaluate:evaluate",
+        "report": "report:report",
+        "experiments": "experiments:experiments",
+        "traces": "experiments:traces",
+        "transcript": "experiments:transcript",
+        "sessions": "sessions:sessions",
+        "parse": "parse:parse",
+        "generate": "generate:generate",
+        "events": "events:events",
+        "verify": "verify:verify",
+        "checkpoint": "verify:checkpoint",
+        "export": "transfer:export",
+        "import": "transfer:import_",
+        "db": "db:db",
+        "view": "view:view",
+    }.items()
+}
+"""Where each command is defined: imported only when it is run (or listed by --help)."""
+
+
+def _runs_experiment(ctx: click.Context) -> bool:
+    """Whether this is ``run experiment`` (which settles the heap itself; see ``heap``)."""
+    # The subcommand's name: ``_protected_args`` from click 8.2, ``protected_args`` before.
+    state = vars(ctx)
+    words = [*state.get("_protected_args", state.get("protected_args", [])), *ctx.args]
+    return words[:1] == ["run"] and "experiment" in words[1:2]
+
+
 @click.group(
     cls=LedgerGroup,
+    lazy=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AGENTLEDGER"},
 )
 @click.option(
@@ -77,29 +100,6 @@ def cli(ctx: click.Context, store_url: str | None, log_level: str) -> None:
     ctx.obj = AppState(store_url=store_url, log_level=log_level.lower())
 
 
-cli.add_command(init.init)
-run.run.add_command(agent.agent)
-cli.add_command(run.run)
-cli.add_command(worker.worker)
-cli.add_command(replay.replay)
-cli.add_command(replay.diff)
-cli.add_command(evaluate.evaluate)
-cli.add_command(report.report)
-cli.add_command(experiments.experiments)
-cli.add_command(experiments.traces)
-cli.add_command(experiments.transcript)
-cli.add_command(sessions.sessions)
-cli.add_command(parse.parse)
-cli.add_command(generate.generate)
-cli.add_command(events.events)
-cli.add_command(verify.verify)
-cli.add_command(verify.checkpoint)
-cli.add_command(transfer.export)
-cli.add_command(transfer.import_)
-cli.add_command(db.db)
-cli.add_command(view.view)
-
-
 STUCK_THREAD_GRACE_SECONDS = 1.0
 """How long the command waits at its end for threads still running agent code."""
 
@@ -111,6 +111,7 @@ def main() -> None:
     with its exit status; such a thread is abandoned, and anything it would still record
     is not (the run was already recorded as timed out). Async runs that ignore their
     cancellation are abandoned the same way."""
+    heap.defer()
     _no_closed_stdin()
     try:
         cli.main(prog_name="agentledger", windows_expand_args=False)

@@ -23,8 +23,9 @@ def _sections(command: click.Command, ctx: click.Context) -> list[tuple[str, str
     """
     found = [(ctx.command_path, command.get_help(ctx))]
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            child = command.commands[name]
+        for name in command.list_commands(ctx):
+            child = command.get_command(ctx, name)
+            assert child is not None, name
             with click.Context(
                 child, info_name=name, parent=ctx, **child.context_settings
             ) as child_ctx:

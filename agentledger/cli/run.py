@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from agentledger.cli.errors import EXIT_FAILED_BAR, EXIT_INTERRUPTED, UserError
+from agentledger.cli.lazy import LazyGroup
 from agentledger.cli.options import PROJECT_OPTIONS, AppState, pass_state
 from agentledger.cli.output import echo
 from agentledger.cli.progress import ProgressDisplay
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from agentledger.replay.book import RecordMode, ReplaySource
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy={"agent": "agentledger.cli.agent:agent"})
 def run() -> None:
     """Run experiments or agents, recording every event."""
 

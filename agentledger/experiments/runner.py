@@ -65,6 +65,8 @@ log = logging.getLogger("agentledger.runner")
 
 _COMPLETE_TRIES = 20
 """How often recording the end of an experiment is tried against a moving stream."""
+LOOK_UP_SECONDS = 0.02
+"""How often runs on the loop's own thread hand the loop a turn (signals, other tasks)."""
 
 
 class ExperimentListener(Protocol):
@@ -354,6 +356,9 @@ class ExperimentRunner:
         settings = prepared.settings
 
         async def worker() -> None:
+            me = asyncio.current_task()
+            assert me is not None
+            looked_up = time.monotonic()
             while not run.stopping:
                 assignment = await feed.take()
                 if assignment is None:
@@ -361,6 +366,19 @@ class ExperimentRunner:
                 await self._pace(run, settings.run_delay_seconds)
                 if run.stopping:
                     return
+                if run.on_this_thread:
+                    # One run at a time: the slot is awaited right here, not as a task of
+                    # its own (a sync run then never leaves this step of the loop). The
+                    # worker stands for it among the runs an interrupt cancels.
+                    run.in_flight.add(me)
+                    try:
+                        await self._run_slot(prepared, assignment, writer, pool, run)
+                    finally:
+                        run.in_flight.discard(me)
+                    if time.monotonic() - looked_up >= LOOK_UP_SECONDS:
+                        await asyncio.sleep(0)  # let the loop hear signals and time out
+                        looked_up = time.monotonic()
+                    continue
                 task = asyncio.create_task(self._run_slot(prepared, assignment, writer, pool, run))
                 run.in_flight.add(task)
                 try:

@@ -267,3 +267,29 @@ def test_ctrl_c_reaches_a_long_sync_run_at_once(tmp_path: Path, store_url: str) 
     with EventStore.open(store_url, create=False) as store:
         failed = [e.data for e in store.read_all(types=["TraceFailed"])]
     assert [f["reason"] for f in failed] == ["interrupted"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_between_quick_runs_one_at_a_time_stops_the_experiment(
+    tmp_path: Path, store_url: str, signum: int
+) -> None:
+    """At --parallel 1 sync runs are awaited on the loop's own step, one after another:
+    the loop still hears a signal that lands between them, and the experiment stops."""
+    inputs = [{"input": f"question {n}"} for n in range(200)]
+    project = make_project(tmp_path, inputs=inputs, iterations=100)
+    proc = subprocess.Popen(
+        [AGENTLEDGER, "--store", store_url, "run", "experiment", "-y", "--parallel", "1"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    wait_for_traces(store_url, 50)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    folder = Path(next(x for x in stdout.splitlines() if x.startswith("Output: "))[8:])
+    summary = orjson.loads((folder / "summary.json").read_bytes())
+    assert summary["status"] == "interrupted" and 50 <= summary["successful"] < 20_000
+    assert all(count == 1 for count in completions(store_url).values())
