@@ -24,6 +24,8 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from agentledger.errors import TargetError
 from agentledger.events.payloads import SdkObservationRecorded
 from agentledger.experiments.context import current_context, jsonable
@@ -48,15 +50,29 @@ def in_use() -> bool:
 
 
 def _plain(value: Any) -> Any:
-    """The SDK's serialised values made JSON-safe (enums, ids and times as text)."""
+    """The SDK's serialised values made JSON-safe (enums, ids and times as text): one
+    round trip through orjson, which writes those as ``_walk`` does; what it cannot write
+    (an integer beyond 64 bits, a lone surrogate) is walked in Python."""
+    try:
+        return orjson.loads(orjson.dumps(value, default=_other, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:
+        return _walk(value)
+
+
+def _other(value: Any) -> Any:
+    """What orjson does not write itself (sets, models, any object), as ``jsonable`` has it."""
+    return jsonable(value)
+
+
+def _walk(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (UUID, datetime)):
         return str(value) if isinstance(value, UUID) else value.isoformat()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _walk(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_walk(v) for v in value]
     return jsonable(value)
 
 
