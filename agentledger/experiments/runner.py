@@ -316,6 +316,8 @@ class ExperimentRunner:
             max_workers=settings.parallel * 2 + 4, thread_name_prefix="agentledger-run"
         )
         run.on_this_thread = settings.parallel == 1 and inline.available()
+        if run.on_this_thread:
+            writer.commit_here()  # between runs, see BatchWriter
         try:
             os.chdir(settings.working_directory)
             with record_default_clients(self._store.redactor), ExitStack() as stack:
@@ -375,6 +377,7 @@ class ExperimentRunner:
                         await self._run_slot(prepared, assignment, writer, pool, run)
                     finally:
                         run.in_flight.discard(me)
+                    writer.commit_due()
                     if time.monotonic() - looked_up >= LOOK_UP_SECONDS:
                         await asyncio.sleep(0)  # let the loop hear signals and time out
                         looked_up = time.monotonic()

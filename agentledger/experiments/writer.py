@@ -15,9 +15,9 @@ handed to the waiting callbacks, and raised by the next ``submit`` or ``flush``.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +32,9 @@ LINGER_SECONDS = 0.002
 """How long the writer waits after the first queued request before committing a batch."""
 MAX_PENDING = 4096
 """Requests queued and not yet committed beyond which ``submit`` waits for the writer."""
+CALLER_LINGER_SECONDS = 0.02
+"""How long requests wait for the thread that submits them to commit them (``commit_here``);
+the writer thread commits those that have waited twice as long (a run going on)."""
 
 
 @dataclass
@@ -47,7 +50,14 @@ class _Item:
 
 
 class BatchWriter:
-    """Appends submitted requests in order, batching up to ``max_batch`` per transaction."""
+    """Appends submitted requests in order, batching up to ``max_batch`` per transaction.
+
+    Runs called one after another on the loop's own thread can commit on that thread
+    (``commit_due`` between runs): with quick runs, the writer thread and the runs would
+    otherwise take turns on the interpreter lock, which costs more than the commits. The
+    writer thread then commits only what has waited twice ``CALLER_LINGER_SECONDS`` (a
+    run that goes on for a while). Either way, one committer at a time takes requests in
+    the order they were submitted."""
 
     def __init__(
         self,
@@ -61,38 +71,73 @@ class BatchWriter:
         self._max_batch = max_batch
         self._linger = linger
         self._max_pending = max_pending
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._items: deque[tuple[float, _Item | None]] = deque()
+        """Submitted and not yet taken by a committer, with when each was submitted."""
         self._failure: StoreError | None = None
         self._lost: dict[tuple[str, object], ConcurrencyError] = {}
         """(stream, owner) pairs whose append was refused, and why."""
         self.refused = 0
         """Appends refused because their stream moved (another process runs the slot)."""
         self._pending = 0
-        self._idle = threading.Condition()
+        """Submitted and not yet committed (or refused)."""
+        self._state = threading.Condition()
+        """Guards ``_items`` and ``_pending``; told of each submit and each commit."""
+        self._committing = threading.RLock()
+        """Held by whoever takes requests and commits them: one committer at a time (a
+        callback that submits may commit again within)."""
+        self._caller_commits = False
+        self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="agentledger-writer", daemon=True)
         self._thread.start()
 
     def submit(
         self, request: AppendRequest, callback: Callback | None = None, owner: object = None
     ) -> None:
-        """Queue ``request``; ``callback(result, error)`` runs on the writer thread. Once an
-        append of ``owner`` to a stream is refused, its later ones to it are refused too."""
+        """Queue ``request``; ``callback(result, error)`` runs on the thread that commits
+        it. Once an append of ``owner`` to a stream is refused, its later ones to it are
+        refused too."""
         if self._failure is not None:
             raise self._failure
-        with self._idle:
+        if self._caller_commits and self._pending >= self._max_pending:
+            self._take_and_commit()  # this thread is the committer: commit rather than wait
+        with self._state:
             # Runs that make events faster than they can be committed wait here, so that
             # memory stays flat however long the experiment (the writer never stops: it
             # commits, or fails and says so).
             while self._pending >= self._max_pending and self._failure is None:
-                self._idle.wait(0.5)
+                self._state.wait(0.5)
             self._pending += 1
-        self._queue.put(_Item(request, callback, owner))
+            self._items.append((time.monotonic(), _Item(request, callback, owner)))
+            if len(self._items) == 1:
+                self._state.notify_all()
+
+    def commit_here(self) -> None:
+        """From now on the calling thread commits (``commit_due`` between its runs), and the
+        writer thread only what has waited twice ``CALLER_LINGER_SECONDS``."""
+        self._caller_commits = True
+
+    def commit_due(self) -> None:
+        """Commit, on this thread, what is due: a full batch, or requests that have waited
+        ``CALLER_LINGER_SECONDS`` (a run that took longer has its events committed as it
+        ends)."""
+        with self._state:
+            if not self._items:
+                return
+            waited = time.monotonic() - self._items[0][0]
+            if len(self._items) < self._max_batch and waited < CALLER_LINGER_SECONDS:
+                return
+        self._take_and_commit()
+        if self._failure is not None:
+            raise self._failure
 
     def flush(self) -> None:
         """Block until everything submitted so far is committed (or refused)."""
-        with self._idle:
+        if self._caller_commits:
+            while self._items and self._take_and_commit():
+                pass
+        with self._state:
             while self._pending:
-                self._idle.wait(0.5)
+                self._state.wait(0.5)
         if self._failure is not None:
             raise self._failure
 
@@ -101,29 +146,43 @@ class BatchWriter:
         try:
             self.flush()
         finally:
-            self._queue.put(None)
+            with self._state:
+                self._items.append((time.monotonic(), None))
+                self._state.notify_all()
             self._thread.join()
 
     def _loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            if self._linger:
-                # Let the runs queue more before taking the lock they also need: fewer,
-                # larger transactions, and far fewer hand-offs of the interpreter lock.
-                time.sleep(self._linger)
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
+        while not self._stopped:
+            with self._state:
+                while not self._items:
+                    self._state.wait()
+                submitted, first = self._items[0]
+                linger = 2 * CALLER_LINGER_SECONDS if self._caller_commits else self._linger
+                wait = submitted + linger - time.monotonic()
+                if first is not None and wait > 0:
+                    # Let the runs queue more before taking the lock they also need: fewer,
+                    # larger transactions, and far fewer hand-offs of the interpreter lock.
+                    # Then look again: the submitting thread may have committed meanwhile
+                    # (``close`` wakes this at once).
+                    self._state.wait(wait)
+                    continue
+            self._take_and_commit()
+
+    def _take_and_commit(self) -> bool:
+        """Take up to a batch in submission order and commit it; False when none was left
+        (another committer took them)."""
+        with self._committing:
+            batch: list[_Item] = []
+            with self._state:
+                while self._items and len(batch) < self._max_batch:
+                    item = self._items[0][1]
+                    if item is None:
+                        self._stopped = True
+                        break
+                    self._items.popleft()
+                    batch.append(item)
+            if not batch:
+                return False
             try:
                 self._commit(batch)
             except BaseException as exc:  # a bug or an unencodable value: fail, never hang
@@ -131,11 +190,10 @@ class BatchWriter:
                 if self._failure is None:
                     self._failure = StoreError(f"recording events failed: {exc}")
             finally:
-                with self._idle:
+                with self._state:
                     self._pending -= len(batch)
-                    self._idle.notify_all()
-            if stop:
-                return
+                    self._state.notify_all()
+            return True
 
     def _commit(self, batch: list[_Item]) -> None:
         if self._failure is not None:
