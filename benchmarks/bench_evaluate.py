@@ -11,6 +11,8 @@ The experiments are written straight into a store (TraceStarted, TurnStarted,
 TurnCompleted, a model call pair, TraceCompleted per trace); every figure is a whole
 ``agentledger evaluate`` command. "After start-up" subtracts the same command on a
 one-trace experiment (interpreter, imports, store open, config), measured in the same run.
+The rule-only figures' RSS is summed over the command's processes (it forks a rule worker
+and an integrity check; shared pages are counted in each, so the sum overstates).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import AGENTLEDGER, machine, repo_first, run_command, work_dir
+from benchlib import AGENTLEDGER, machine, repo_first, run_command, run_command_tree, work_dir
 
 repo_first()
 
@@ -156,15 +158,21 @@ def build(path: Path, experiment: str, traces: int) -> None:
     store.close()
 
 
-def evaluate(store: Path, experiment: str, config: Path, *options: str) -> tuple[float, int]:
+def evaluate(
+    store: Path, experiment: str, config: Path, *options: str, tree: bool = False
+) -> tuple[float, int]:
+    """(seconds, peak RSS KB) of one ``agentledger evaluate``; ``tree``: the RSS summed over
+    the command and the processes it forks (the rule worker, the integrity check)."""
     out = store.parent / f"{experiment}-out"
     shutil.rmtree(out, ignore_errors=True)
     command = [AGENTLEDGER, "--store", str(store), "evaluate", experiment, "-c", str(config)]
-    return run_command([*command, "--output-dir", str(out), *options], store.parent)
+    measure = run_command_tree if tree else run_command
+    return measure([*command, "--output-dir", str(out), *options], store.parent)
 
 
 def rules_round(base: Path, traces: int) -> tuple[float, float, int]:
-    """(whole seconds, start-up seconds, peak RSS KB) of a rule-only evaluation."""
+    """(whole seconds, start-up seconds, peak RSS KB summed over its processes) of a
+    rule-only evaluation."""
     store = base / "rules.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store}{suffix}").unlink(missing_ok=True)
@@ -172,8 +180,8 @@ def rules_round(base: Path, traces: int) -> tuple[float, float, int]:
     build(store, "onerule00000", 1)
     config = base / "rules.yaml"
     config.write_text(RULES)
-    startup, _ = evaluate(store, "onerule00000", config)
-    whole, rss = evaluate(store, "bigrules0000", config)
+    startup, _ = evaluate(store, "onerule00000", config, tree=True)
+    whole, rss = evaluate(store, "bigrules0000", config, tree=True)
     return whole, startup, rss
 
 

@@ -49,7 +49,7 @@ from agentledger.evaluation.summary import (
     write_scores,
     write_summary,
 )
-from agentledger.evaluation.traces import TraceView, read_rule_traces, read_traces
+from agentledger.evaluation.traces import TraceView, read_traces
 from agentledger.events.evaluation import (
     VERDICTS,
     EvaluationCompleted,
@@ -207,13 +207,13 @@ class _Scorer:
         self.books = books
         self.env = env
         self.parallel = parallel
-        self.writer = BatchWriter(store)
-        self.recorder = TraceRecorder(
-            self.writer,
-            evaluation_stream(evaluation_id),
-            version=1,
-            metadata={"correlation_id": experiment_id},
-        )
+        self.stream_id = evaluation_stream(evaluation_id)
+        self.version = 1
+        """The evaluation stream's version so far (its ``EvaluationStarted`` is 1)."""
+        # The judges' writer thread, started only for judges (rules append from this
+        # thread, and a rule worker is forked from it: no thread may run at the fork).
+        self.writer: BatchWriter | None = None
+        self.recorder: TraceRecorder | None = None
         self._in_flight = threading.Semaphore(IN_FLIGHT)
         self.diverged = 0
         self.judge_calls = 0
@@ -231,6 +231,7 @@ class _Scorer:
         # Bounded: scoring outpaces the writer, and a queue of every score would hold them all.
         self._in_flight.acquire()
         payload = TraceScored.model_validate(self.scored(trace, by_evaluator))
+        assert self.recorder is not None
         self.recorder.record(payload, callback=self._written)
 
     def scored(self, trace: TraceView, by_evaluator: dict[str, list[JsonDict]]) -> JsonDict:
@@ -264,19 +265,26 @@ class _Scorer:
 
     # -- rules only: no event loop --
 
-    def score_rules_only(self, traces: Iterator[TraceView], *, validate: bool = False) -> None:
-        """Score and append in this thread, ``RULES_CHUNK`` traces a transaction: rules
-        are pure CPU, and a writer thread would only take turns with them for the GIL.
-        The events' data is built directly (``PreparedScore``); ``validate`` builds each
-        ``TraceScored`` model instead (the slower path the tests compare it with)."""
+    def score_rules_only(self, traces: Iterator[TraceView]) -> None:
+        """The ordinary rule-only path: score in this thread, each ``TraceScored`` a
+        validated model, ``RULES_CHUNK`` a transaction (``RuleWorker`` is the fast one)."""
         chunk: list[Payload] = []
         for trace in traces:
             scores = self.rule_scores(trace)
             document = self.scored(trace, {s["evaluator"]: [s] for s in scores})
-            if validate:
-                chunk.append(TraceScored.model_validate(document))
-            else:
-                chunk.append(cast(Payload, PreparedScore(document)))
+            chunk.append(TraceScored.model_validate(document))
+            if len(chunk) >= RULES_CHUNK:
+                self._append(chunk)
+                chunk = []
+        if chunk:
+            self._append(chunk)
+
+    def append_scores(self, documents: Iterator[list[JsonDict]]) -> None:
+        """Append chunks of ``TraceScored`` data made elsewhere (a rule worker), in order,
+        ``RULES_CHUNK`` events a transaction."""
+        chunk: list[Payload] = []
+        for part in documents:
+            chunk += [cast(Payload, PreparedScore(document)) for document in part]
             if len(chunk) >= RULES_CHUNK:
                 self._append(chunk)
                 chunk = []
@@ -284,16 +292,39 @@ class _Scorer:
             self._append(chunk)
 
     def _append(self, payloads: list[Payload]) -> None:
-        recorder = self.recorder
         self.store.append(
-            recorder.stream_id,
+            self.stream_id,
             payloads,
-            expected_version=recorder.version,
+            expected_version=self.version,
             metadata={"correlation_id": self.experiment_id},
         )
-        recorder.version += len(payloads)
+        self.version += len(payloads)
 
     # -- with judges --
+
+    def open_writer(self) -> None:
+        """Start the writer thread the judges' events go through."""
+        self.writer = BatchWriter(self.store)
+        self.recorder = TraceRecorder(
+            self.writer,
+            self.stream_id,
+            version=self.version,
+            metadata={"correlation_id": self.experiment_id},
+        )
+
+    def close_writer(self) -> None:
+        """Stop the writer (everything queued committed)."""
+        if self.writer is not None and self.recorder is not None:
+            self.writer.close()
+            self.version = self.recorder.version
+
+    def check_refused(self) -> None:
+        """Refuse the scores when another process appended to the stream meanwhile."""
+        if self.writer is not None and self.writer.refused:
+            raise EvaluationConfigError(
+                f"evaluation {self.evaluation_id}: another process appended to its stream; "
+                "its scores are incomplete, evaluate again"
+            )
 
     def gateway(self, judge: JudgeEvaluator) -> ModelGateway:
         from agentledger.models.specs import resolve_endpoint
@@ -315,6 +346,7 @@ class _Scorer:
         results: dict[str, list[MetricScore]] = {}
         async with slots:
             judges = self.settings.judges
+            assert self.recorder is not None
             ctx = JudgeContext(self.recorder, trace, self.experiment_id, None, replay)
             token = ctx.activate()
             try:
@@ -425,9 +457,9 @@ def evaluate_experiment(
     """Score every finished trace of ``experiment_id`` (see the module docstring) and write
     the evaluation's files into ``output_dir`` (None: write none). ``checked`` is called
     once the scores are appended and before anything records the result (the integrity
-    check's verdict: it raises to refuse). ``fast_path=False`` folds whole traces and
-    validates every ``TraceScored`` model even when the rules need neither (the path the
-    tests compare the fast one with)."""
+    check's verdict: it raises to refuse). Rules alone are scored by a ``RuleWorker``;
+    ``fast_path=False`` scores them here instead, folding whole traces and validating
+    every ``TraceScored`` model (the path the tests compare the fast one with)."""
     mode = RecordMode.parse(record_mode)
     source = None
     if mode is RecordMode.LIVE and settings.config.limits.cache and settings.judges:
@@ -484,18 +516,22 @@ def evaluate_experiment(
         parallel=parallel,
     )
     counts = {"available": 0, "sample_rate": 0, "max_traces": 0}
-    rules_only = not settings.judges
-    fast = fast_path and rules_only and not reads_whole_trace(scorer.rule_evaluators)
-    traces = read_rule_traces(store, experiment, until) if fast else read.traces
-    selected = _selected(traces, settings, counts)
-    try:
-        if rules_only:
-            scorer.score_rules_only(selected, validate=not fast_path)
-        else:
-            asyncio.run(scorer.score_with_judges(selected))
-    finally:
-        scorer.writer.close()
-    _check_refused(scorer.writer, evaluation_id)
+    if not settings.judges and fast_path:
+        from agentledger.evaluation.ruleworker import RuleWorker
+
+        whole = reads_whole_trace(scorer.rule_evaluators)
+        with RuleWorker(store, experiment, until, scorer, whole=whole) as worker:
+            scorer.append_scores(worker.chunks())
+            counts.update(worker.counts)
+    elif not settings.judges:
+        scorer.score_rules_only(_selected(read.traces, settings, counts))
+    else:
+        scorer.open_writer()
+        try:
+            asyncio.run(scorer.score_with_judges(_selected(read.traces, settings, counts)))
+        finally:
+            scorer.close_writer()
+        scorer.check_refused()
     warning = checked() if checked is not None else None
     # The totals and the verdict come from the scores as the log holds them: one pass
     # folds them (writing scores.jsonl), the completion is appended, then the summary.
@@ -507,7 +543,7 @@ def evaluate_experiment(
     appended = store.append(
         evaluation_stream(evaluation_id),
         [completed],
-        expected_version=scorer.recorder.version,
+        expected_version=scorer.version,
         metadata={"correlation_id": experiment_id},
     )
     for ev in store.read_all(appended.first_position - 1, until=appended.last_position):
@@ -522,14 +558,6 @@ def evaluate_experiment(
         diverged=scorer.diverged,
         integrity_warning=warning,
     )
-
-
-def _check_refused(writer: BatchWriter, evaluation_id: str) -> None:
-    if writer.refused:
-        raise EvaluationConfigError(
-            f"evaluation {evaluation_id}: another process appended to its stream; its scores "
-            "are incomplete, evaluate again"
-        )
 
 
 def _completed(

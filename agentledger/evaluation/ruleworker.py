@@ -1,0 +1,209 @@
+"""Rule-only scoring in a forked process, beside the appending.
+
+Rules are pure CPU and so is appending their scores (encoding, hashing, SQLite), so one
+process does one and a second the other: the worker, forked once the evaluation has
+begun, reads the experiment's finished traces (folded for what rules read, or whole when
+a rule's target needs it), keeps those ``limits`` select, scores them and sends the
+``TraceScored`` data in plan order, ``CHUNK`` traces a message; the evaluation process
+appends each chunk as it comes. Last come the counts of traces available and left out, or
+the error that stopped the worker, raised again in the evaluation process. The worker
+writes nothing. Without ``fork`` the same generator runs in the evaluation process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from agentledger.projections.errors import ProjectionError
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from agentledger.evaluation.scoring import _Scorer
+    from agentledger.eventstore.store import EventStore
+    from agentledger.projections.folds import ExperimentFold
+
+JsonDict = dict[str, Any]
+CHUNK = 1000
+"""Traces' scores per message."""
+QUEUED = 64
+"""Chunks received and not yet appended, at most (bounds memory)."""
+_STOP_WAIT_S = 10.0
+_CHUNK, _DONE, _FAILED = b"C", b"D", b"E"
+
+
+class RuleWorker:
+    """Scores the traces in a forked process (see the module docstring); ``chunks``
+    yields their data, then ``counts`` holds the selection's counts. Use as a context
+    manager: leaving it stops a worker still running."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        experiment: ExperimentFold,
+        until: int | None,
+        scorer: _Scorer,
+        *,
+        whole: bool,
+    ) -> None:
+        self.counts: dict[str, int] = {}
+        self._source = (store, experiment, until, scorer, whole)
+        self._worker: BaseProcess | None = None
+        self._receiver: Connection | None = None
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        self._worker = context.Process(target=_work, args=(*self._source, sender), daemon=True)
+        self._worker.start()
+        sender.close()
+        self._receiver = receiver
+
+    def chunks(self) -> Iterator[list[JsonDict]]:
+        """The ``TraceScored`` data of the selected traces, in plan order, in chunks."""
+        if self._receiver is None:
+            yield from _score(*self._source, self.counts)
+            return
+        # A thread takes the messages off the pipe as they come (waiting and reading
+        # without the interpreter lock): a pipe holds 64 KiB, and the worker would wait on
+        # each append otherwise.
+        messages: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
+        reader = threading.Thread(
+            target=_receive, args=(self._receiver, messages), name="agentledger-scores"
+        )
+        reader.start()
+        finished = False
+        try:
+            while True:
+                message = messages.get()
+                if message is None:
+                    assert self._worker is not None
+                    self._worker.join()
+                    raise ProjectionError(
+                        f"the scoring process ended with exit status {self._worker.exitcode} "
+                        "before its last score; evaluate again"
+                    )
+                tag, body = message[:1], message[1:]
+                if tag == _CHUNK:
+                    yield pickle.loads(body)
+                elif tag == _DONE:
+                    self.counts.update(pickle.loads(body))
+                    finished = True
+                    return
+                else:
+                    raise pickle.loads(body)
+        finally:
+            if finished and self._worker is not None:
+                self._worker.join(_STOP_WAIT_S)  # it ends on its own after its last message
+            self._stop_worker()
+            while reader.is_alive():  # drain, so that the reader is never stuck on a put
+                with contextlib.suppress(queue.Empty):
+                    messages.get(timeout=0.05)
+            reader.join()
+
+    def __enter__(self) -> RuleWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop_worker()
+        if self._receiver is not None:
+            self._receiver.close()
+
+    def _stop_worker(self) -> None:
+        worker = self._worker
+        if worker is not None:
+            if worker.is_alive():  # the appending failed or was interrupted
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid or 0, signal.SIGINT)
+                worker.join(_STOP_WAIT_S)
+                if worker.is_alive():
+                    worker.terminate()
+            worker.join()
+
+
+def _receive(receiver: Connection, messages: queue.Queue[bytes | None]) -> None:
+    """Move the worker's messages into ``messages`` until its last (None: it ended
+    without one)."""
+    while True:
+        try:
+            message = receiver.recv_bytes()
+        except (EOFError, OSError):
+            messages.put(None)
+            return
+        messages.put(message)
+        if message[:1] != _CHUNK:
+            return
+
+
+def _score(
+    store: EventStore,
+    experiment: ExperimentFold,
+    until: int | None,
+    scorer: _Scorer,
+    whole: bool,
+    counts: dict[str, int],
+) -> Iterator[list[JsonDict]]:
+    from agentledger.evaluation.scoring import _selected
+    from agentledger.evaluation.traces import read_rule_traces, read_traces
+
+    if whole:
+        traces = read_traces(store, experiment.experiment_id, until).traces
+    else:
+        traces = read_rule_traces(store, experiment, until)
+    counts.update(available=0, sample_rate=0, max_traces=0)
+    chunk: list[JsonDict] = []
+    for trace in _selected(traces, scorer.settings, counts):
+        scores = scorer.rule_scores(trace)
+        chunk.append(scorer.scored(trace, {s["evaluator"]: [s] for s in scores}))
+        if len(chunk) >= CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _work(
+    store: EventStore,
+    experiment: ExperimentFold,
+    until: int | None,
+    scorer: _Scorer,
+    whole: bool,
+    sender: Connection,
+) -> None:
+    """The forked worker: sends each chunk, then the counts (or the error)."""
+    # A short-lived process that keeps no cycles: the collector's passes over the
+    # inherited heap would only cost time.
+    gc.freeze()
+    gc.disable()
+    counts: dict[str, int] = {}
+    try:
+        for chunk in _score(store, experiment, until, scorer, whole, counts):
+            sender.send_bytes(_CHUNK + pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL))
+        sender.send_bytes(_DONE + pickle.dumps(counts))
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            sender.send_bytes(_FAILED + _pickled(exc))
+    finally:
+        sender.close()
+
+
+def _pickled(exc: BaseException) -> bytes:
+    """The error as the evaluation process raises it again (its type when it pickles)."""
+    if isinstance(exc, KeyboardInterrupt):
+        exc = ProjectionError("the scoring process was interrupted")
+    try:
+        data = pickle.dumps(exc)
+        pickle.loads(data)
+        return data
+    except Exception:
+        return pickle.dumps(ProjectionError(f"scoring failed: {type(exc).__name__}: {exc}"))
