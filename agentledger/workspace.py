@@ -104,18 +104,21 @@ class _LiveRefresher:
         self._every = every
         self._stop = threading.Event()
         self._report: Any = None
+        self._attached: tuple[str, Path, int] | None = None
         self._thread: threading.Thread | None = None
 
     def attach(self, experiment_id: str, folder: Path, total: int) -> None:
-        if self._every is None:
-            return
-        from agentledger.projections.live import LiveReport
-
-        self._report = LiveReport(self._workspace.store, experiment_id, folder, total)
+        if self._every is not None:
+            self._report, self._attached = None, (experiment_id, folder, total)
 
     def _loop(self) -> None:
         assert self._every is not None
         while not self._stop.wait(self._every):
+            if self._report is None and self._attached is not None:
+                # Made at the first refresh: an experiment that ends sooner never loads it.
+                from agentledger.projections.live import LiveReport
+
+                self._report = LiveReport(self._workspace.store, *self._attached)
             if self._report is not None:
                 self._report.refresh()
 

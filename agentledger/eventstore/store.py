@@ -409,23 +409,20 @@ class EventStore(StoreReader):
             self._hold.before_append(p.event_type for r in requests for p in r.payloads)
         recorded_at = utc_now()
         prepared = []
+        event_ids = iter(new_event_ids(sum(len(request.payloads) for request in requests)))
+        # Requests of a batch mostly share their metadata (a run's correlation id): each
+        # distinct one is checked and encoded once.
+        metas: dict[Any, tuple[Any, str]] = {}
         for request in requests:
             if not request.payloads:
                 raise EventValidationError(f"append to {request.stream_id} with no events")
             _check_key(request.stream_id, "stream id")
-            meta = {**self._base_metadata, **(request.metadata or {})}
-            correlation = meta.get("correlation_id")
-            if correlation is not None:
-                _check_key(correlation, "correlation_id")
+            correlation, meta_json = self._metadata(request.metadata, metas)
             events_json = [
-                (event_id, p.event_type, p.schema_version, self._encode(_document(p)))
-                for event_id, p in zip(
-                    new_event_ids(len(request.payloads)), request.payloads, strict=True
-                )
+                (next(event_ids), p.event_type, p.schema_version, self._encode(_document(p)))
+                for p in request.payloads
             ]
-            prepared.append(
-                Prepared(request, meta.get("correlation_id"), self._encode(meta), events_json)
-            )
+            prepared.append(Prepared(request, correlation, meta_json, events_json))
         if self.backend == "postgresql":
             return self._append_postgres(prepared, recorded_at)
         with self._raw_write() as cursor:
@@ -460,6 +457,28 @@ class EventStore(StoreReader):
                 if isinstance(exc, SQLAlchemyError | self._driver_errors):
                     raise translate_error(exc, self.location, "write to") from exc
                 raise
+
+    def _metadata(
+        self, given: Mapping[str, Any] | None, seen: dict[Any, tuple[Any, str]]
+    ) -> tuple[Any, str]:
+        """A request's correlation id (checked) and its metadata's encoding, from ``seen``
+        when an equal metadata was prepared before in the same batch."""
+        try:
+            # With each value's type: 1, 1.0 and True are equal keys but encode apart.
+            key = tuple((k, v.__class__, v) for k, v in given.items()) if given else ()
+            known = seen.get(key)
+        except TypeError:  # a value that cannot be a key (a list, a dict): not kept
+            key, known = None, None
+        if known is not None:
+            return known
+        meta = {**self._base_metadata, **(given or {})}
+        correlation = meta.get("correlation_id")
+        if correlation is not None:
+            _check_key(correlation, "correlation_id")
+        prepared = (correlation, self._encode(meta))
+        if key is not None:
+            seen[key] = prepared
+        return prepared
 
     def _encode(self, document: Any) -> str:
         """Canonical JSON with secrets masked: the single redaction point of every write."""

@@ -367,6 +367,43 @@ def test_secrets_are_masked_before_they_are_stored(store: EventStore) -> None:
     }
 
 
+def test_metadata_shared_within_a_batch_is_stored_as_each_request_gave_it(
+    store: EventStore,
+) -> None:
+    """A batch encodes each distinct metadata once: equal values of other types (1, 1.0,
+    True), unhashable values and secrets are each still stored as given (masked)."""
+    secret = "sk-test-0123456789abcdef"
+    given = [
+        {"correlation_id": "c1", "n": 1},
+        {"correlation_id": "c1", "n": True},
+        {"correlation_id": "c1", "n": 1.0},
+        {"correlation_id": "c1", "n": [1]},
+        {"correlation_id": "c1", "n": 1},
+        {"correlation_id": "c2", "token": secret},
+        {"correlation_id": "c2", "token": secret},
+        None,
+    ]
+    store.append_batch(
+        [AppendRequest(f"trace-{i}", [observation(i)], NO_STREAM, m) for i, m in enumerate(given)]
+    )
+    stored = [store.read_stream(f"trace-{i}")[0] for i in range(len(given))]
+    shown = [
+        {k: v for k, v in e.metadata.items() if k in ("correlation_id", "n", "token")}
+        for e in stored
+    ]
+    assert shown[:5] == given[:5]
+    assert [type(m["n"]) for m in shown[:5]] == [int, bool, float, list, int]
+    assert shown[5] == shown[6] == {"correlation_id": "c2", "token": "***"}
+    assert shown[7] == {} and [e.correlation_id for e in stored] == ["c1"] * 5 + ["c2"] * 2 + [None]
+    with pytest.raises(EventValidationError, match="correlation_id"):
+        store.append_batch(
+            [
+                AppendRequest("trace-x", [observation(9)], NO_STREAM, {"correlation_id": "ok"}),
+                AppendRequest("trace-y", [observation(9)], NO_STREAM, {"correlation_id": "a\x00"}),
+            ]
+        )
+
+
 def test_store_migrates_itself_to_head_on_first_use(store: EventStore) -> None:
     from agentledger import migrations
 
