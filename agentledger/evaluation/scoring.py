@@ -10,11 +10,14 @@ Protocol of one evaluation of experiment ``X`` (stream ``evaluation-X-eNNN``):
    the first N kept. Left-out traces are counted by reason, never dropped silently.
 3. Rules score each trace at once; judges are asked with up to ``parallel`` traces in
    flight, their calls recorded in the stream. ``TraceScored`` events are appended in
-   plan order whatever order the judges answer in.
-4. The stream is read back and folded (writing ``scores.jsonl``); ``EvaluationCompleted``
-   records what that fold says (the aggregate, the success-criteria verdict), and
-   ``summary.json`` is written from the fold with the completion applied: the same fold a
-   rebuild makes (``summary.write_evaluation``).
+   plan order whatever order the judges answer in. Rules alone are scored by a forked
+   ``RuleWorker`` while this process appends.
+4. The stream is read back and folded (writing ``scores.jsonl``; with a rule worker, each
+   append is read back as it lands); the integrity check's verdict (``checked``) is taken
+   before ``scores.jsonl`` is put in place; ``EvaluationCompleted`` records what that
+   fold says (the aggregate, the success-criteria verdict), and ``summary.json`` is
+   written from the fold with the completion applied: the same fold a rebuild makes
+   (``summary.write_evaluation``).
 
 In ``replay`` mode every judge call is answered from an earlier evaluation of the same
 experiment (matched per trace by request fingerprint, in order); a miss is a divergence,
@@ -45,6 +48,7 @@ from agentledger.evaluation.judge import JudgeBudget, JudgeContext, judge_trace
 from agentledger.evaluation.rules import reads_whole_trace, rule_document
 from agentledger.evaluation.summary import (
     EvaluationFold,
+    ScoresWriter,
     fold_evaluation,
     write_scores,
     write_summary,
@@ -60,18 +64,22 @@ from agentledger.events.evaluation import (
     evaluation_stream,
 )
 from agentledger.events.payloads import Payload
+from agentledger.eventstore.envelope import AppendResult
 from agentledger.eventstore.errors import ConcurrencyError
 from agentledger.eventstore.store import NO_STREAM, EventStore
 from agentledger.experiments.context import TraceRecorder
 from agentledger.experiments.writer import BatchWriter
 from agentledger.models.gateway import ModelGateway
+from agentledger.projections.folds import ExperimentFold
 from agentledger.replay.book import RecordedCall, RecordMode, ReplayBook, ReplayState
 
 JsonDict = dict[str, Any]
 IN_FLIGHT = 4096
 """Scores handed to the writer and not yet committed, at most."""
 RULES_CHUNK = 5000
-"""Rule-only scores appended per transaction."""
+"""Rule-only scores appended per transaction (the ordinary path)."""
+WORKER_CHUNK = 2000
+"""A rule worker's scores appended (and read back) per transaction."""
 WINDOW_PER_SLOT = 4
 """Traces read ahead per judge slot in flight (bounds memory, keeps every slot busy)."""
 
@@ -279,26 +287,35 @@ class _Scorer:
         if chunk:
             self._append(chunk)
 
-    def append_scores(self, documents: Iterator[list[JsonDict]]) -> None:
+    def append_scores(self, documents: Iterator[list[JsonDict]], scores: ScoresWriter) -> None:
         """Append chunks of ``TraceScored`` data made elsewhere (a rule worker), in order,
-        ``RULES_CHUNK`` events a transaction."""
+        ``WORKER_CHUNK`` events a transaction, each read back from the log and folded into
+        ``scores`` as it was stored (while the worker goes on scoring)."""
         chunk: list[Payload] = []
         for part in documents:
             chunk += [cast(Payload, PreparedScore(document)) for document in part]
-            if len(chunk) >= RULES_CHUNK:
-                self._append(chunk)
+            if len(chunk) >= WORKER_CHUNK:
+                self._append_and_fold(chunk, scores)
                 chunk = []
         if chunk:
-            self._append(chunk)
+            self._append_and_fold(chunk, scores)
 
-    def _append(self, payloads: list[Payload]) -> None:
-        self.store.append(
+    def _append_and_fold(self, payloads: list[Payload], scores: ScoresWriter) -> None:
+        done = self._append(payloads)
+        stored = self.store.read_all(
+            done.first_position - 1, until=done.last_position, page_size=WORKER_CHUNK
+        )
+        scores.add(stored)
+
+    def _append(self, payloads: list[Payload]) -> AppendResult:
+        done = self.store.append(
             self.stream_id,
             payloads,
             expected_version=self.version,
             metadata={"correlation_id": self.experiment_id},
         )
         self.version += len(payloads)
+        return done
 
     # -- with judges --
 
@@ -517,26 +534,11 @@ def evaluate_experiment(
     )
     counts = {"available": 0, "sample_rate": 0, "max_traces": 0}
     if not settings.judges and fast_path:
-        from agentledger.evaluation.ruleworker import RuleWorker
-
-        whole = reads_whole_trace(scorer.rule_evaluators)
-        with RuleWorker(store, experiment, until, scorer, whole=whole) as worker:
-            scorer.append_scores(worker.chunks())
-            counts.update(worker.counts)
-    elif not settings.judges:
-        scorer.score_rules_only(_selected(read.traces, settings, counts))
+        fold, warning = _score_in_worker(
+            store, experiment, until, scorer, counts, output_dir, checked
+        )
     else:
-        scorer.open_writer()
-        try:
-            asyncio.run(scorer.score_with_judges(_selected(read.traces, settings, counts)))
-        finally:
-            scorer.close_writer()
-        scorer.check_refused()
-    warning = checked() if checked is not None else None
-    # The totals and the verdict come from the scores as the log holds them: one pass
-    # folds them (writing scores.jsonl), the completion is appended, then the summary.
-    events = read_evaluation(store, evaluation_id)
-    fold = write_scores(events, output_dir) if output_dir is not None else fold_evaluation(events)
+        fold, warning = _score_here(read.traces, scorer, counts, output_dir, checked)
     completed = _completed(
         fold, scorer, evaluation_id, experiment_id, counts, experiment.total_runs
     )
@@ -558,6 +560,57 @@ def evaluate_experiment(
         diverged=scorer.diverged,
         integrity_warning=warning,
     )
+
+
+def _score_in_worker(
+    store: EventStore,
+    experiment: ExperimentFold,
+    until: int,
+    scorer: _Scorer,
+    counts: dict[str, int],
+    output_dir: Path | None,
+    checked: Callable[[], str | None] | None,
+) -> tuple[EvaluationFold, str | None]:
+    """Rules alone: scored by a ``RuleWorker``, appended and folded here as they come;
+    ``scores.jsonl`` is put in place once ``checked`` has passed."""
+    from agentledger.evaluation.ruleworker import RuleWorker
+
+    whole = reads_whole_trace(scorer.rule_evaluators)
+    with ScoresWriter(output_dir) as scores:
+        scores.add(read_evaluation(store, scorer.evaluation_id))  # EvaluationStarted
+        with RuleWorker(store, experiment, until, scorer, whole=whole) as worker:
+            scorer.append_scores(worker.chunks(), scores)
+            counts.update(worker.counts)
+        warning = checked() if checked is not None else None
+        scores.commit()
+    return scores.fold, warning
+
+
+def _score_here(
+    traces: Iterator[TraceView],
+    scorer: _Scorer,
+    counts: dict[str, int],
+    output_dir: Path | None,
+    checked: Callable[[], str | None] | None,
+) -> tuple[EvaluationFold, str | None]:
+    """Judges (or rules on the ordinary path): scored in this process; then the stream is
+    read back and folded (writing ``scores.jsonl``) once ``checked`` has passed."""
+    settings = scorer.settings
+    if not settings.judges:
+        scorer.score_rules_only(_selected(traces, settings, counts))
+    else:
+        scorer.open_writer()
+        try:
+            asyncio.run(scorer.score_with_judges(_selected(traces, settings, counts)))
+        finally:
+            scorer.close_writer()
+        scorer.check_refused()
+    warning = checked() if checked is not None else None
+    # The totals and the verdict come from the scores as the log holds them: one pass
+    # folds them (writing scores.jsonl), the completion is appended, then the summary.
+    events = read_evaluation(scorer.store, scorer.evaluation_id)
+    fold = write_scores(events, output_dir) if output_dir is not None else fold_evaluation(events)
+    return fold, warning
 
 
 def _completed(

@@ -16,7 +16,9 @@ what this fold computed when the evaluation ended, and a rebuild computes it aga
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -408,6 +410,52 @@ def write_scores(events: Iterable[FoldableEvent], folder: Path) -> EvaluationFol
         for line in _lines(fold, events):
             handle.write(_dump(line) + b"\n")
     return fold
+
+
+class ScoresWriter:
+    """``scores.jsonl`` written while the stream is folded a part at a time (the scores
+    as each append left them in the log), into a temporary file put in place by
+    ``commit``; ``discard`` (or leaving the context without a commit) removes it and a
+    folder it made. ``folder`` None folds without writing."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.fold = EvaluationFold()
+        self._folder = folder
+        self._made = folder is not None and not folder.exists()
+        self._handle: Any = None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._tmp = folder / f".{SCORES_FILE}.tmp-{os.getpid()}"
+            self._handle = open(self._tmp, "wb", buffering=1 << 20)  # noqa: SIM115
+
+    def add(self, events: Iterable[FoldableEvent]) -> None:
+        """Fold ``events`` (the next of the stream, in order), writing their lines."""
+        handle = self._handle
+        for line in _lines(self.fold, events):
+            if handle is not None:
+                handle.write(_dump(line) + b"\n")
+
+    def commit(self) -> None:
+        """Put ``scores.jsonl`` in place."""
+        if self._handle is not None and self._folder is not None:
+            self._handle.close()
+            self._handle = None
+            os.replace(self._tmp, self._folder / SCORES_FILE)
+
+    def discard(self) -> None:
+        if self._handle is not None and self._folder is not None:
+            self._handle.close()
+            self._handle = None
+            self._tmp.unlink(missing_ok=True)
+            if self._made:
+                with contextlib.suppress(OSError):
+                    self._folder.rmdir()  # only when nothing else is in it
+
+    def __enter__(self) -> ScoresWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
 
 
 def write_summary(fold: EvaluationFold, folder: Path) -> None:

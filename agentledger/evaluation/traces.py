@@ -35,7 +35,7 @@ _TOKEN = re.compile(r"[^.\[\]]+|\[\d+\]")
 
 _DIRECT = frozenset({"output", "input", "persona", "success", "expected", "metadata"})
 """Heads of the paths ``TraceView.value`` reads without building the trace's row."""
-READ_PAGE = 20_000
+READ_PAGE = 5_000
 """Events fetched per read of the traces (large pages: fewer round trips)."""
 
 
