@@ -205,9 +205,21 @@ def rule_document(
 ) -> JsonDict:
     """``score_rules`` as the data of its ``MetricScore`` (``model_dump(mode="json")``'s
     shape, every field present), built without the model: scoring's hot path."""
-    outcomes = [CHECKS[rule.check](rule, trace) for rule in evaluator.rules]
-    score = round(sum(o.score for o in outcomes) / len(outcomes), 6)
-    failed = [f"{o.check}: {o.detail}" if o.detail else o.check for o in outcomes if not o.passed]
+    total: float = 0
+    failed: list[str] = []
+    # Only what says more than the score: the rules that failed or scored in between.
+    # (Fewer bytes per event, and a check name like token_usage_under in every event
+    # would send each one through the redactor's full scrub.)
+    kept: list[JsonDict] = []
+    for rule in evaluator.rules:
+        check, passed, value, detail = CHECKS[rule.check](rule, trace)
+        total += value
+        if not passed:
+            failed.append(f"{check}: {detail}" if detail else check)
+        elif not 0 < value < 1:
+            continue
+        kept.append({"check": check, "passed": passed, "score": float(value), "detail": detail})
+    score = round(total / len(evaluator.rules), 6)
     return {
         "evaluator": evaluator.name,
         "metric": evaluator.name,
@@ -219,14 +231,7 @@ def rule_document(
         "rating": settings.rating(evaluator.name, score),
         "weight": float(evaluator.weight),
         "reason": "; ".join(failed),
-        # Only what says more than the score: the rules that failed or scored in between.
-        # (Fewer bytes per event, and a check name like token_usage_under in every event
-        # would send each one through the redactor's full scrub.)
-        "rules": [
-            {"check": o.check, "passed": o.passed, "score": float(o.score), "detail": o.detail}
-            for o in outcomes
-            if not o.passed or 0 < o.score < 1
-        ],
+        "rules": kept,
         "judge_calls": [],
         "samples": [],
     }

@@ -181,21 +181,23 @@ def read_rule_traces(
     events = store.read_prefix_folds(
         experiment_traces_prefix(experiment.experiment_id), until=until, page_size=READ_PAGE
     )
-    versions: dict[str, int] = {}
+    # Each type this fold reads -> its current schema version (older data is upcast).
+    versions = {kind: payload_class(kind).schema_version for kind in _RULE_FACT_TYPES}
     fold: TraceFold | None = None
+    stream = ""
     for ev in events:
-        if fold is None or ev.stream_id != TRACE_PREFIX + fold.trace_id:
+        if ev.stream_id != stream:
             if fold is not None and fold.status != "running":
                 yield TraceView(fold, metadata.get(fold.input_index, {}))
-            fold = TraceFold(ev.stream_id[len(TRACE_PREFIX) :])
-        if ev.type not in _RULE_FACT_TYPES:
-            continue
+            stream = ev.stream_id
+            fold = TraceFold(stream[len(TRACE_PREFIX) :])
         version = versions.get(ev.type)
         if version is None:
-            version = versions[ev.type] = payload_class(ev.type).schema_version
-        data = (
-            ev.data if ev.schema_version == version else upcast(ev.type, ev.schema_version, ev.data)
-        )
+            continue
+        data = ev.data
+        if ev.schema_version != version:
+            data = upcast(ev.type, ev.schema_version, data)
+        assert fold is not None
         try:
             _fold_rule_facts(fold, ev, data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -113,6 +113,24 @@ def test_a_tampered_log_is_refused_before_the_verdict_is_recorded(project: Path)
     assert scored.integrity_warning.startswith("built over a log that fails verify")
 
 
+def test_an_error_in_the_rule_worker_is_raised_by_evaluate(project: Path) -> None:
+    import sqlite3
+
+    from agentledger.projections.errors import ProjectionError
+
+    configure(project, RULES)
+    with sqlite3.connect(project / "ledger.db") as db:
+        db.execute(
+            """UPDATE events SET data = replace(data, '"duration_ms":', '"duration":')
+            WHERE rowid = (SELECT min(rowid) FROM events WHERE type = 'TraceCompleted')"""
+        )
+    with pytest.raises(ProjectionError, match="does not hold what a TraceCompleted holds"):
+        evaluate("demo", project, store=project / "ledger.db", ignore_integrity=True)
+    with open_store(project / "ledger.db", create=False) as store:
+        kinds = {ev.type for ev in store.read_all() if ev.stream_id.startswith("evaluation-")}
+    assert "EvaluationCompleted" not in kinds
+
+
 def test_failed_criteria_are_reported(project: Path) -> None:
     configure(project, {**RULES, "success_criteria": {"quality": {"pass_rate": 0.9}}})
     outcome = evaluate("demo", project, store=project / "ledger.db")
