@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -111,11 +112,19 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def new_event_ids(count: int) -> list[str]:
-    """``count`` random (version 4) UUID strings; one urandom call for the whole batch."""
+    """``count`` time-ordered (version 7, RFC 9562) UUID strings: the current Unix time in
+    milliseconds, then 74 random bits; one urandom call for the whole batch.
+
+    Time-ordered ids go to the end of the unique index on ``event_id``, as positions do:
+    random (version 4) ids each dirtied a random page of that index, which made every
+    commit write (and every checkpoint copy) a page per event once the index outgrew the
+    page cache (a 100,000-run experiment spent 8 ms a commit)."""
     pool = bytearray(os.urandom(16 * count))
+    stamp = (time.time_ns() // 1_000_000).to_bytes(6, "big")
     ids = []
     for start in range(0, 16 * count, 16):
-        pool[start + 6] = (pool[start + 6] & 0x0F) | 0x40
+        pool[start : start + 6] = stamp
+        pool[start + 6] = (pool[start + 6] & 0x0F) | 0x70
         pool[start + 8] = (pool[start + 8] & 0x3F) | 0x80
         h = pool[start : start + 16].hex()
         ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")

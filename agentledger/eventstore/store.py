@@ -52,6 +52,7 @@ from agentledger.eventstore.envelope import (
     utc_now,
 )
 from agentledger.eventstore.errors import (
+    ConcurrencyError,
     EventValidationError,
     SchemaTooNewError,
     StoreError,
@@ -425,15 +426,35 @@ class EventStore(StoreReader):
             prepared.append(Prepared(request, correlation, meta_json, events_json))
         if self.backend == "postgresql":
             return self._append_postgres(prepared, recorded_at)
+        try:
+            return self._append_sqlite(prepared, recorded_at, trust_new=True)
+        except ConcurrencyError:
+            # A stream expected new was not (the unique stream version refused it): append
+            # again with every head looked up, which refuses exactly the stale request.
+            return self._append_sqlite(prepared, recorded_at, trust_new=False)
+
+    def _append_sqlite(
+        self, prepared: list[Prepared], recorded_at: str, *, trust_new: bool
+    ) -> list[AppendResult]:
+        """One transaction under SQLite's writer lock. With ``trust_new``, a stream a
+        request expects to be new (``NO_STREAM``) is not looked up: if it exists after all,
+        its first version is already taken and the insert fails with ``ConcurrencyError``."""
         with self._raw_write() as cursor:
             heads: dict[str, tuple[int, str]] = {}
-            max_position = 0
+            max_position = None
             for item in prepared:
                 stream_id = item.request.stream_id
-                if stream_id not in heads:
-                    cursor.execute(self._sql.head_and_max, (stream_id,))
-                    max_position, version, head_hash = cursor.fetchone() or (0, None, None)
-                    heads[stream_id] = (version or 0, head_hash or GENESIS_HASH)
+                if stream_id in heads:
+                    continue
+                if trust_new and item.request.expected_version == NO_STREAM:
+                    heads[stream_id] = (0, GENESIS_HASH)
+                    continue
+                cursor.execute(self._sql.head_and_max, (stream_id,))
+                max_position, version, head_hash = cursor.fetchone() or (0, None, None)
+                heads[stream_id] = (version or 0, head_hash or GENESIS_HASH)
+            if max_position is None:
+                cursor.execute(self._sql.max_position)
+                max_position = cursor.fetchone()[0]
             rows, results = chain(prepared, heads, max_position + 1, recorded_at)
             self._insert(cursor, rows)
         return results

@@ -71,6 +71,22 @@ def test_stale_expected_version_raises_and_writes_nothing(store: EventStore) -> 
     assert store.last_position() == 1
 
 
+def test_a_batch_with_one_stream_wrongly_expected_new_is_refused_whole_and_precisely(
+    store: EventStore,
+) -> None:
+    store.append("trace-b", [started(0)], expected_version=NO_STREAM)
+    batch = [
+        AppendRequest(stream, [observation(n)], NO_STREAM)
+        for n, stream in enumerate(["trace-a", "trace-b", "trace-c"])
+    ]
+    with pytest.raises(ConcurrencyError, match="stream trace-b is at version 1, append expected"):
+        store.append_batch(batch)
+    assert store.last_position() == 1 and store.read_stream("trace-a") == []
+    store.append_batch([batch[0], batch[2]])
+    assert [e.position for e in store.read_all()] == [1, 2, 3]
+    assert verify(store).ok
+
+
 def test_concurrent_appends_expecting_same_version_let_exactly_one_win(store: EventStore) -> None:
     store.append("trace-a", [started(0)])
     outcomes: list[str] = []
