@@ -25,9 +25,9 @@ def run(input_text):
 INPUTS = [{"input": f"question {n}"} for n in range(10)]
 
 
-def start(project: Path, store: str) -> subprocess.Popen[str]:
+def start(project: Path, store: str, parallel: str = "2") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [AGENTLEDGER, "--store", store, "run", "experiment", "-y", "--parallel", "2"],
+        [AGENTLEDGER, "--store", store, "run", "experiment", "-y", "--parallel", parallel],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -277,14 +277,7 @@ def test_a_signal_between_quick_runs_one_at_a_time_stops_the_experiment(
     the loop still hears a signal that lands between them, and the experiment stops."""
     inputs = [{"input": f"question {n}"} for n in range(200)]
     project = make_project(tmp_path, inputs=inputs, iterations=100)
-    proc = subprocess.Popen(
-        [AGENTLEDGER, "--store", store_url, "run", "experiment", "-y", "--parallel", "1"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = start(project, store_url, parallel="1")
     wait_for_traces(store_url, 50)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
