@@ -174,7 +174,10 @@ class EvaluationFold:
         self.overall.add(data)
         if self.config.aggregate.by_persona:
             persona = data.get("persona") or "(none)"
-            self.personas.setdefault(persona, _Group()).add(data)
+            group = self.personas.get(persona)
+            if group is None:
+                group = self.personas[persona] = _Group()
+            group.add(data)
         self.success += bool(data["success"])
         latency = data["latency_ms"]
         self.latency_total += latency
@@ -189,7 +192,9 @@ class EvaluationFold:
         self.tool_calls += data.get("tool_calls", 0)
         self.failed_tool_calls += data.get("failed_tool_calls", 0)
         for score in data["scores"]:
-            metric = self.metrics.setdefault(score["metric"], _Metric("", ""))
+            metric = self.metrics.get(score["metric"])
+            if metric is None:
+                metric = self.metrics[score["metric"]] = _Metric("", "")
             metric.kind, metric.evaluator = score["kind"], score["evaluator"]
             if score["score"] is None:
                 metric.unscored += 1
