@@ -63,7 +63,8 @@ def _not_empty(rule: _Rule, trace: TraceView) -> Outcome:
     value = _target(rule, trace)
     if value is MISSING:
         return _missing(rule, rule.target)
-    return _outcome(rule, bool(as_text(value).strip()), "" if as_text(value).strip() else "empty")
+    filled = bool(as_text(value).strip())
+    return _outcome(rule, filled, "" if filled else "empty")
 
 
 def _contains(rule: _Rule, trace: TraceView) -> Outcome:
@@ -99,7 +100,9 @@ def _regex(rule: _Rule, trace: TraceView) -> Outcome:
 def _latency(rule: _Rule, trace: TraceView) -> Outcome:
     assert isinstance(rule, LatencyUnderRule)
     took = trace.latency_ms
-    return _outcome(rule, took <= rule.budget_ms, f"{took:g} ms of {rule.budget_ms:g}")
+    if took <= rule.budget_ms:
+        return _outcome(rule, True)  # a passed rule's detail is not kept (see rule_document)
+    return _outcome(rule, False, f"{took:g} ms of {rule.budget_ms:g}")
 
 
 def _tokens(rule: _Rule, trace: TraceView) -> Outcome:
@@ -112,7 +115,7 @@ def _tokens(rule: _Rule, trace: TraceView) -> Outcome:
     ):
         if limit is not None and usage[key] > limit:
             return _outcome(rule, False, f"{key} {usage[key]} over {limit}")
-    return _outcome(rule, True, f"total_tokens {usage['total_tokens']}")
+    return _outcome(rule, True)
 
 
 def _similarity(rule: _Rule, trace: TraceView) -> Outcome:
