@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 JsonDict = dict[str, Any]
 CHUNK = 1000
 """Traces' scores per message."""
-QUEUED = 16
+QUEUED = 4
 """Chunks received and not yet appended, at most (bounds memory)."""
 _STOP_WAIT_S = 10.0
 _CHUNK, _DONE, _FAILED = b"C", b"D", b"E"
