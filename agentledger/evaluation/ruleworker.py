@@ -55,11 +55,14 @@ class RuleWorker:
         scorer: _Scorer,
         *,
         whole: bool,
+        chunk: int = CHUNK,
     ) -> None:
         self.counts: dict[str, int] = {}
-        self._source = (store, experiment, until, scorer, whole)
+        self._source = (store, experiment, until, scorer, whole, chunk)
         self._worker: BaseProcess | None = None
         self._receiver: Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._messages: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
         if "fork" not in multiprocessing.get_all_start_methods():
             return
         context = multiprocessing.get_context("fork")
@@ -77,45 +80,40 @@ class RuleWorker:
         # A thread takes the messages off the pipe as they come (waiting and reading
         # without the interpreter lock): a pipe holds 64 KiB, and the worker would wait on
         # each append otherwise.
-        messages: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUED)
-        reader = threading.Thread(
+        messages = self._messages
+        self._reader = threading.Thread(
             target=_receive, args=(self._receiver, messages), name="agentledger-scores"
         )
-        reader.start()
-        finished = False
-        try:
-            while True:
-                message = messages.get()
-                if message is None:
-                    assert self._worker is not None
-                    self._worker.join()
-                    raise ProjectionError(
-                        f"the scoring process ended with exit status {self._worker.exitcode} "
-                        "before its last score; evaluate again"
-                    )
-                tag, body = message[:1], message[1:]
-                if tag == _CHUNK:
-                    yield pickle.loads(body)
-                elif tag == _DONE:
-                    self.counts.update(pickle.loads(body))
-                    finished = True
-                    return
-                else:
-                    raise pickle.loads(body)
-        finally:
-            if finished and self._worker is not None:
-                self._worker.join(_STOP_WAIT_S)  # it ends on its own after its last message
-            self._stop_worker()
-            while reader.is_alive():  # drain, so that the reader is never stuck on a put
-                with contextlib.suppress(queue.Empty):
-                    messages.get(timeout=0.05)
-            reader.join()
+        self._reader.start()
+        while True:
+            message = messages.get()
+            if message is None:
+                assert self._worker is not None
+                self._worker.join()
+                raise ProjectionError(
+                    f"the scoring process ended with exit status {self._worker.exitcode} "
+                    "before its last score; evaluate again"
+                )
+            tag, body = message[:1], message[1:]
+            if tag == _CHUNK:
+                yield pickle.loads(body)
+            elif tag == _DONE:
+                self.counts.update(pickle.loads(body))
+                if self._worker is not None:
+                    self._worker.join(_STOP_WAIT_S)  # it ends on its own after its last message
+                return
+            else:
+                raise pickle.loads(body)
 
     def __enter__(self) -> RuleWorker:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop_worker()
+        reader = self._reader
+        while reader is not None and reader.is_alive():  # never left stuck on a full queue
+            with contextlib.suppress(queue.Empty):
+                self._messages.get(timeout=0.05)
         if self._receiver is not None:
             self._receiver.close()
 
@@ -151,6 +149,7 @@ def _score(
     until: int | None,
     scorer: _Scorer,
     whole: bool,
+    size: int,
     counts: dict[str, int],
 ) -> Iterator[list[JsonDict]]:
     from agentledger.evaluation.scoring import _selected
@@ -165,7 +164,7 @@ def _score(
     for trace in _selected(traces, scorer.settings, counts):
         scores = scorer.rule_scores(trace)
         chunk.append(scorer.scored(trace, {s["evaluator"]: [s] for s in scores}))
-        if len(chunk) >= CHUNK:
+        if len(chunk) >= size:
             yield chunk
             chunk = []
     if chunk:
@@ -178,6 +177,7 @@ def _work(
     until: int | None,
     scorer: _Scorer,
     whole: bool,
+    size: int,
     sender: Connection,
 ) -> None:
     """The forked worker: sends each chunk, then the counts (or the error)."""
@@ -187,7 +187,7 @@ def _work(
     gc.disable()
     counts: dict[str, int] = {}
     try:
-        for chunk in _score(store, experiment, until, scorer, whole, counts):
+        for chunk in _score(store, experiment, until, scorer, whole, size, counts):
             sender.send_bytes(_CHUNK + pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL))
         sender.send_bytes(_DONE + pickle.dumps(counts))
     except BaseException as exc:

@@ -251,3 +251,36 @@ def test_fast_path_agrees_with_the_ordinary_path(store: EventStore, tmp_path: Pa
     assert any(e["failed_tool_calls"] for e in ordinary[2])
     assert any(not e["success"] for e in ordinary[2])
     assert {e["conversation_depth"] for e in ordinary[2]} >= {1, 2}
+
+
+def test_leaving_a_rule_worker_early_stops_it(store: EventStore, tmp_path: Path) -> None:
+    import threading
+
+    from agentledger.evaluation.ruleworker import QUEUED, RuleWorker
+    from agentledger.evaluation.scoring import _Scorer
+    from agentledger.projections.report import load_report
+    from agentledger.replay.book import RecordMode
+
+    config = tmp_path / "evaluation.yaml"
+    config.write_text(yaml.safe_dump(RULES))
+    settings = load_settings(tmp_path, str(config), {})
+    scorer = _Scorer(
+        store,
+        settings,
+        f"{EXPERIMENT}-e001",
+        EXPERIMENT,
+        mode=RecordMode.LIVE,
+        books=None,
+        env={},
+        parallel=1,
+    )
+    experiment = load_report(store, EXPERIMENT).experiment
+    # One trace a message: more messages than the queue holds, so the reader is blocked.
+    with RuleWorker(store, experiment, None, scorer, whole=False, chunk=1) as worker:
+        chunks = worker.chunks()
+        first = next(chunks)
+        assert [d["slot"] for d in first] == [0]
+        assert worker._worker is not None and QUEUED < 40
+    assert not worker._worker.is_alive()
+    assert not any(t.name == "agentledger-scores" for t in threading.enumerate())
+    chunks.close()
