@@ -4,10 +4,14 @@ Rules are pure CPU and so is appending their scores (encoding, hashing, SQLite),
 process does one and a second the other: the worker, forked once the evaluation has
 begun, reads the experiment's finished traces (folded for what rules read, or whole when
 a rule's target needs it), keeps those ``limits`` select, scores them and sends the
-``TraceScored`` data in plan order, ``CHUNK`` traces a message; the evaluation process
-appends each chunk as it comes. Last come the counts of traces available and left out, or
-the error that stopped the worker, raised again in the evaluation process. The worker
-writes nothing. Without ``fork`` the same generator runs in the evaluation process.
+``TraceScored`` data in plan order, ``CHUNK`` traces a message. Last come the counts of
+traces available and left out, or the error that stopped the worker, raised again in the
+evaluation process. The worker writes nothing. Without ``fork`` the same generator runs
+in the evaluation process.
+
+The evaluation process (``score_in_worker``) appends the data as it comes, through
+``PreparedScore`` (the data as the model would dump it, not dumped again), reads each
+append back from the log and folds it into ``scores.jsonl`` as the log holds it.
 """
 
 from __future__ import annotations
@@ -20,16 +24,21 @@ import pickle
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from agentledger.events.evaluation import TraceScored
+from agentledger.events.payloads import Payload
 from agentledger.projections.errors import ProjectionError
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
     from agentledger.evaluation.scoring import _Scorer
+    from agentledger.evaluation.summary import EvaluationFold, ScoresWriter
     from agentledger.eventstore.store import EventStore
     from agentledger.projections.folds import ExperimentFold
 
@@ -40,6 +49,67 @@ QUEUED = 4
 """Chunks received and not yet appended, at most (bounds memory)."""
 _STOP_WAIT_S = 10.0
 _CHUNK, _DONE, _FAILED = b"C", b"D", b"E"
+APPENDED = 2000
+"""A rule worker's scores appended (and read back) per transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedScore:
+    """A ``TraceScored`` whose data is already built as its model would dump it: what the
+    store needs of a payload (type, schema version, ``model_dump``) without pydantic
+    serializing 100,000 of them again. Only scoring makes these, from ``scored``'s data,
+    which tests/evaluation check against the model."""
+
+    document: JsonDict
+    event_type: ClassVar[str] = "TraceScored"
+    schema_version: ClassVar[int] = TraceScored.schema_version
+
+    def model_dump(self, *, mode: str = "python") -> JsonDict:
+        return self.document
+
+
+def score_in_worker(
+    store: EventStore,
+    experiment: ExperimentFold,
+    until: int,
+    scorer: _Scorer,
+    counts: dict[str, int],
+    output_dir: Path | None,
+    checked: Callable[[], str | None] | None,
+) -> tuple[EvaluationFold, str | None]:
+    """Rules alone: scored by a ``RuleWorker``, appended here ``APPENDED`` a transaction,
+    each append read back from the log and folded into ``scores.jsonl`` as it landed (while
+    the worker goes on scoring); the file is put in place once ``checked`` has passed.
+    The counts of traces available and left out go into ``counts``."""
+    from agentledger.evaluation.rules import reads_whole_trace
+    from agentledger.evaluation.scoring import read_evaluation
+    from agentledger.evaluation.summary import ScoresWriter
+
+    whole = reads_whole_trace(scorer.rule_evaluators)
+    with ScoresWriter(output_dir) as scores:
+        scores.add(read_evaluation(store, scorer.evaluation_id))  # EvaluationStarted
+        with RuleWorker(store, experiment, until, scorer, whole=whole) as worker:
+            pending: list[Payload] = []
+            for part in worker.chunks():
+                pending += [cast(Payload, PreparedScore(document)) for document in part]
+                if len(pending) >= APPENDED:
+                    _append_and_fold(store, scorer, pending, scores)
+                    pending = []
+            if pending:
+                _append_and_fold(store, scorer, pending, scores)
+            counts.update(worker.counts)
+        warning = checked() if checked is not None else None
+        scores.commit()
+    return scores.fold, warning
+
+
+def _append_and_fold(
+    store: EventStore, scorer: _Scorer, payloads: list[Payload], scores: ScoresWriter
+) -> None:
+    done = scorer.append(payloads)
+    scores.add(
+        store.read_all(done.first_position - 1, until=done.last_position, page_size=APPENDED)
+    )
 
 
 class RuleWorker:

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any
 
 from agentledger.evaluation.catalog import evaluation_numbers, latest_of, list_evaluations
 from agentledger.evaluation.config import (
@@ -45,10 +45,9 @@ from agentledger.evaluation.config import (
 )
 from agentledger.evaluation.errors import EvaluationConfigError
 from agentledger.evaluation.judge import JudgeBudget, JudgeContext, judge_trace
-from agentledger.evaluation.rules import reads_whole_trace, rule_document
+from agentledger.evaluation.rules import rule_document
 from agentledger.evaluation.summary import (
     EvaluationFold,
-    ScoresWriter,
     fold_evaluation,
     write_scores,
     write_summary,
@@ -70,7 +69,6 @@ from agentledger.eventstore.store import NO_STREAM, EventStore
 from agentledger.experiments.context import TraceRecorder
 from agentledger.experiments.writer import BatchWriter
 from agentledger.models.gateway import ModelGateway
-from agentledger.projections.folds import ExperimentFold
 from agentledger.replay.book import RecordedCall, RecordMode, ReplayBook, ReplayState
 
 JsonDict = dict[str, Any]
@@ -78,8 +76,6 @@ IN_FLIGHT = 4096
 """Scores handed to the writer and not yet committed, at most."""
 RULES_CHUNK = 5000
 """Rule-only scores appended per transaction (the ordinary path)."""
-WORKER_CHUNK = 2000
-"""A rule worker's scores appended (and read back) per transaction."""
 WINDOW_PER_SLOT = 4
 """Traces read ahead per judge slot in flight (bounds memory, keeps every slot busy)."""
 
@@ -131,21 +127,6 @@ def verdict(scores: list[JsonDict], value: float | None, threshold: float) -> st
     if any(s["rating"] == "good" for s in scores):
         return "PARTIAL"
     return "FAIL"
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedScore:
-    """A ``TraceScored`` whose data is already built as its model would dump it: what the
-    store needs of a payload (type, schema version, ``model_dump``) without pydantic
-    serializing 100,000 of them again. Only scoring makes these, from ``scored``'s data,
-    which tests/evaluation check against the model."""
-
-    document: JsonDict
-    event_type: ClassVar[str] = "TraceScored"
-    schema_version: ClassVar[int] = TraceScored.schema_version
-
-    def model_dump(self, *, mode: str = "python") -> JsonDict:
-        return self.document
 
 
 # --- replay ------------------------------------------------------------------------------
@@ -282,32 +263,13 @@ class _Scorer:
             document = self.scored(trace, {s["evaluator"]: [s] for s in scores})
             chunk.append(TraceScored.model_validate(document))
             if len(chunk) >= RULES_CHUNK:
-                self._append(chunk)
+                self.append(chunk)
                 chunk = []
         if chunk:
-            self._append(chunk)
+            self.append(chunk)
 
-    def append_scores(self, documents: Iterator[list[JsonDict]], scores: ScoresWriter) -> None:
-        """Append chunks of ``TraceScored`` data made elsewhere (a rule worker), in order,
-        ``WORKER_CHUNK`` events a transaction, each read back from the log and folded into
-        ``scores`` as it was stored (while the worker goes on scoring)."""
-        chunk: list[Payload] = []
-        for part in documents:
-            chunk += [cast(Payload, PreparedScore(document)) for document in part]
-            if len(chunk) >= WORKER_CHUNK:
-                self._append_and_fold(chunk, scores)
-                chunk = []
-        if chunk:
-            self._append_and_fold(chunk, scores)
-
-    def _append_and_fold(self, payloads: list[Payload], scores: ScoresWriter) -> None:
-        done = self._append(payloads)
-        stored = self.store.read_all(
-            done.first_position - 1, until=done.last_position, page_size=WORKER_CHUNK
-        )
-        scores.add(stored)
-
-    def _append(self, payloads: list[Payload]) -> AppendResult:
+    def append(self, payloads: list[Payload]) -> AppendResult:
+        """Append ``payloads`` to the evaluation stream (in this thread); where they landed."""
         done = self.store.append(
             self.stream_id,
             payloads,
@@ -534,7 +496,9 @@ def evaluate_experiment(
     )
     counts = {"available": 0, "sample_rate": 0, "max_traces": 0}
     if not settings.judges and fast_path:
-        fold, warning = _score_in_worker(
+        from agentledger.evaluation.ruleworker import score_in_worker
+
+        fold, warning = score_in_worker(
             store, experiment, until, scorer, counts, output_dir, checked
         )
     else:
@@ -560,30 +524,6 @@ def evaluate_experiment(
         diverged=scorer.diverged,
         integrity_warning=warning,
     )
-
-
-def _score_in_worker(
-    store: EventStore,
-    experiment: ExperimentFold,
-    until: int,
-    scorer: _Scorer,
-    counts: dict[str, int],
-    output_dir: Path | None,
-    checked: Callable[[], str | None] | None,
-) -> tuple[EvaluationFold, str | None]:
-    """Rules alone: scored by a ``RuleWorker``, appended and folded here as they come;
-    ``scores.jsonl`` is put in place once ``checked`` has passed."""
-    from agentledger.evaluation.ruleworker import RuleWorker
-
-    whole = reads_whole_trace(scorer.rule_evaluators)
-    with ScoresWriter(output_dir) as scores:
-        scores.add(read_evaluation(store, scorer.evaluation_id))  # EvaluationStarted
-        with RuleWorker(store, experiment, until, scorer, whole=whole) as worker:
-            scorer.append_scores(worker.chunks(), scores)
-            counts.update(worker.counts)
-        warning = checked() if checked is not None else None
-        scores.commit()
-    return scores.fold, warning
 
 
 def _score_here(
