@@ -17,6 +17,7 @@ import os
 import random
 import re
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
@@ -65,6 +66,8 @@ log = logging.getLogger("agentledger.runner")
 
 _COMPLETE_TRIES = 20
 """How often recording the end of an experiment is tried against a moving stream."""
+AGENT_THREAD_GRACE_SECONDS = 1.0
+"""How long the end of an experiment waits for threads its runs left going."""
 LOOK_UP_SECONDS = 0.02
 """How often runs on the loop's own thread hand the loop a turn (signals, other tasks)."""
 
@@ -312,6 +315,7 @@ class ExperimentRunner:
             result, gateway, replay, self._supervisor(prepared), self._tool_approver(settings)
         )
         previous_cwd = os.getcwd()
+        threads_before = set(threading.enumerate())
         pool = ThreadPoolExecutor(
             max_workers=settings.parallel * 2 + 4, thread_name_prefix="agentledger-run"
         )
@@ -330,6 +334,7 @@ class ExperimentRunner:
             gateway.close()
             if isinstance(run.supervisor, ModelSupervisor):
                 run.supervisor.gateway.close()
+            _await_agent_threads(threads_before)
             writer.close()
         if writer.refused:
             # Another process ran some of these slots (two resumes at once): what counts is
@@ -619,6 +624,23 @@ class ExperimentRunner:
             f"experiment {result.experiment_id} kept changing while this run ended; "
             "see `agentledger experiments show`"
         )
+
+
+def _await_agent_threads(before: set[threading.Thread]) -> None:
+    """Give threads the runs started and left going (an agent observing in the background)
+    up to ``AGENT_THREAD_GRACE_SECONDS`` to end, so that what they still record is kept;
+    what they record later is not (see ``BatchWriter.submit``). Daemon threads are not
+    waited for, as Python does not wait for them either."""
+    deadline = time.monotonic() + AGENT_THREAD_GRACE_SECONDS
+    for thread in threading.enumerate():
+        if (
+            thread in before
+            or thread.daemon
+            or thread is threading.current_thread()
+            or thread.name.startswith("agentledger-")
+        ):
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -87,6 +87,9 @@ class BatchWriter:
         callback that submits may commit again within)."""
         self._caller_commits = False
         self._stopped = False
+        self._closed = False
+        self.dropped = 0
+        """Requests submitted after ``close``: not recorded."""
         self._thread = threading.Thread(target=self._loop, name="agentledger-writer", daemon=True)
         self._thread.start()
 
@@ -98,6 +101,9 @@ class BatchWriter:
         refused too."""
         if self._failure is not None:
             raise self._failure
+        if self._closed:
+            self._drop(request, callback)
+            return
         if self._caller_commits and self._pending >= self._max_pending:
             self._take_and_commit()  # this thread is the committer: commit rather than wait
         with self._state:
@@ -106,6 +112,9 @@ class BatchWriter:
             # commits, or fails and says so).
             while self._pending >= self._max_pending and self._failure is None:
                 self._state.wait(0.5)
+            if self._closed:  # closed while this waited
+                self._drop(request, callback)
+                return
             self._pending += 1
             self._items.append((time.monotonic(), _Item(request, callback, owner)))
             if len(self._items) == 1:
@@ -147,9 +156,23 @@ class BatchWriter:
             self.flush()
         finally:
             with self._state:
+                self._closed = True
                 self._items.append((time.monotonic(), None))
                 self._state.notify_all()
             self._thread.join()
+
+    def _drop(self, request: AppendRequest, callback: Callback | None) -> None:
+        """What is submitted after ``close`` (an agent's thread still observing after its
+        experiment ended) is not recorded: said once, counted, never waited on."""
+        self.dropped += 1
+        if self.dropped == 1:
+            log.warning(
+                "events for %s arrived after the experiment ended (a thread the agent left "
+                "running?); they are not recorded",
+                request.stream_id,
+            )
+        if callback is not None:
+            callback(None, StoreError("the experiment had ended; the events were not recorded"))
 
     def _loop(self) -> None:
         while not self._stopped:

@@ -105,3 +105,16 @@ def test_both_committers_keep_each_stream_in_submission_order(store: EventStore)
     for stream in range(3):
         names = committed(store, f"trace-{stream}")
         assert names == [f"step {n}" for n in range(stream, 300, 3)]
+
+
+def test_what_arrives_after_close_is_dropped_and_never_waits(store: EventStore) -> None:
+    writer = BatchWriter(store, max_pending=8)
+    writer.submit(AppendRequest("trace-z", [obs(0)], 0))
+    writer.close()
+    errors: list[Any] = []
+    callback = lambda result, error: errors.append(error)  # noqa: E731
+    for n in range(1, 50):  # far beyond max_pending: none of it may block
+        writer.submit(AppendRequest("trace-z", [obs(n)], n), callback)
+    assert committed(store, "trace-z") == ["step 0"]
+    assert writer.dropped == 49 and len(errors) == 49
+    assert all(isinstance(e, StoreError) and "had ended" in str(e) for e in errors)
