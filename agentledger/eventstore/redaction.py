@@ -98,8 +98,14 @@ SECRET_SUFFIXES = (
 # Cheap pre-check on the lower-cased JSON: no match means nothing needs scrubbing. Broad on
 # purpose (``key`` covers api_key, x-api-key, key=...): a false hit only costs a walk.
 # ``tokens`` (plural) is left out: token counts are in every model response, never secrets.
-_MARKERS = re.compile(
+MARKER_WORDS = (
     rb"key|auth|passw|pwd|secret|token(?!s)|cookie|bearer|basic |sig|credential|session|passphrase"
+)
+"""What a key or text must contain to be looked at for secrets (``_MARKERS`` is these,
+grouped by first letter: the same matches, about a quarter sooner)."""
+_MARKERS = re.compile(
+    rb"k(?:ey)|a(?:uth)|p(?:assw|wd|assphrase)|s(?:ecret|ig|ession)|t(?:oken(?!s))"
+    rb"|c(?:ookie|redential)|b(?:earer|asic )"
 )
 # A credential after "Bearer"/"Basic": 8+ token characters with a digit, punctuation or an
 # inner capital, so prose ("basic questions") is left alone while keys and base64 are not.
@@ -145,16 +151,13 @@ class Redactor:
     def __init__(self, fields: Iterable[str] = (), secrets: Iterable[str] = ()) -> None:
         self._fields = frozenset(_normal(f) for f in fields)
         variants = sorted({v for f in self._fields for v in (f, f.replace("_", "-"))})
-        self._field_markers = (
-            re.compile(b"(?i)" + b"|".join(re.escape(v.encode()) for v in variants))
-            if variants
-            else None
-        )
+        self._field_words = tuple(v.encode() for v in variants)
+        """The configured field names as they may appear (lower case) in an encoding."""
         self._secrets: tuple[str, ...] = ()
         self._short: frozenset[str] = frozenset()
         """Registered secrets too short to mask inside text: masked as whole values."""
         self._short_markers: re.Pattern[bytes] | None = None
-        self._secret_markers: re.Pattern[bytes] | None = None
+        self._secret_words: tuple[bytes, ...] = ()
         self._lock = threading.Lock()
         for value in secrets:
             self.add_secret(value)
@@ -182,9 +185,7 @@ class Redactor:
             if value not in self._secrets:
                 # Longest first, so a key containing another key is masked whole.
                 self._secrets = tuple(sorted((*self._secrets, value), key=len, reverse=True))
-                self._secret_markers = re.compile(
-                    b"|".join(re.escape(secret.encode()) for secret in self._secrets)
-                )
+                self._secret_words = tuple(secret.encode() for secret in self._secrets)
 
     def is_secret_key(self, key: str) -> bool:
         """Whether a value stored under ``key`` must be masked."""
@@ -198,15 +199,15 @@ class Redactor:
 
     def needs_scrub(self, encoded: bytes) -> bool:
         """Fast pre-check on a JSON encoding: False means ``scrub`` would change nothing."""
-        if _MARKERS.search(encoded.lower()):
+        lowered = encoded.lower()
+        if _MARKERS.search(lowered):
             return True
-        if self._field_markers is not None and self._field_markers.search(encoded):
+        if any(variant in lowered for variant in self._field_words):
             return True
         short = self._short_markers
         if short is not None and short.search(encoded):
             return True
-        secrets = self._secret_markers
-        return secrets is not None and secrets.search(encoded) is not None
+        return any(secret in encoded for secret in self._secret_words)
 
     def scrub(self, value: Any) -> Any:
         """A copy of ``value`` with every secret masked (the input is not modified)."""
