@@ -10,7 +10,7 @@ evaluation process. The worker writes nothing. Without ``fork`` the same generat
 in the evaluation process.
 
 The evaluation process (``score_in_worker``) appends the data as it comes, through
-``PreparedScore`` (the data as the model would dump it, not dumped again), reads each
+``BuiltPayload`` (the data as the model would dump it, not dumped again), reads each
 append back from the log and folds it into ``scores.jsonl`` as the log holds it.
 """
 
@@ -25,13 +25,13 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any
 
 from agentledger.events.evaluation import TraceScored
 from agentledger.events.payloads import Payload
+from agentledger.eventstore.appending import BuiltPayload
 from agentledger.projections.errors import ProjectionError
 
 if TYPE_CHECKING:
@@ -49,23 +49,9 @@ QUEUED = 4
 """Chunks received and not yet appended, at most (bounds memory)."""
 _STOP_WAIT_S = 10.0
 _CHUNK, _DONE, _FAILED = b"C", b"D", b"E"
+SCORED = TraceScored.schema_version
 APPENDED = 2000
 """A rule worker's scores appended (and read back) per transaction."""
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedScore:
-    """A ``TraceScored`` whose data is already built as its model would dump it: what the
-    store needs of a payload (type, schema version, ``model_dump``) without pydantic
-    serializing 100,000 of them again. Only scoring makes these, from ``scored``'s data,
-    which tests/evaluation check against the model."""
-
-    document: JsonDict
-    event_type: ClassVar[str] = "TraceScored"
-    schema_version: ClassVar[int] = TraceScored.schema_version
-
-    def model_dump(self, *, mode: str = "python") -> JsonDict:
-        return self.document
 
 
 def score_in_worker(
@@ -89,9 +75,9 @@ def score_in_worker(
     with ScoresWriter(output_dir) as scores:
         scores.add(read_evaluation(store, scorer.evaluation_id))  # EvaluationStarted
         with RuleWorker(store, experiment, until, scorer, whole=whole) as worker:
-            pending: list[Payload] = []
+            pending: list[Payload | BuiltPayload] = []
             for part in worker.chunks():
-                pending += [cast(Payload, PreparedScore(document)) for document in part]
+                pending += [BuiltPayload(TraceScored.event_type, SCORED, doc) for doc in part]
                 if len(pending) >= APPENDED:
                     _append_and_fold(store, scorer, pending, scores)
                     pending = []
@@ -104,7 +90,10 @@ def score_in_worker(
 
 
 def _append_and_fold(
-    store: EventStore, scorer: _Scorer, payloads: list[Payload], scores: ScoresWriter
+    store: EventStore,
+    scorer: _Scorer,
+    payloads: list[Payload | BuiltPayload],
+    scores: ScoresWriter,
 ) -> None:
     done = scorer.append(payloads)
     scores.add(

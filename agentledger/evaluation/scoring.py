@@ -32,7 +32,7 @@ import hashlib
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ from agentledger.events.evaluation import (
     evaluation_stream,
 )
 from agentledger.events.payloads import Payload
+from agentledger.eventstore.appending import BuiltPayload
 from agentledger.eventstore.envelope import AppendResult
 from agentledger.eventstore.errors import ConcurrencyError
 from agentledger.eventstore.store import NO_STREAM, EventStore
@@ -268,7 +269,7 @@ class _Scorer:
         if chunk:
             self.append(chunk)
 
-    def append(self, payloads: list[Payload]) -> AppendResult:
+    def append(self, payloads: Sequence[Payload | BuiltPayload]) -> AppendResult:
         """Append ``payloads`` to the evaluation stream (in this thread); where they landed."""
         done = self.store.append(
             self.stream_id,

@@ -8,6 +8,7 @@ of its streams by ``chain`` inside the backend's serialised write: the SQLite pa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from agentledger.events.payloads import Payload
@@ -21,11 +22,23 @@ NO_STREAM = 0
 """``expected_version`` for a stream that must not exist yet."""
 
 
+@dataclass(frozen=True, slots=True)
+class BuiltPayload:
+    """An event whose data is already built as its payload model dumps it (``model_dump(
+    mode="json")``), for a writer that makes very many of one type: appended as given, no
+    model validated or serialized again (redaction still applies). Whoever builds these
+    answers for the data matching the model; a test of each such writer checks it."""
+
+    event_type: str
+    schema_version: int
+    document: dict[str, Any]
+
+
 class AppendRequest(NamedTuple):
     """One stream's share of an ``append_batch``."""
 
     stream_id: str
-    payloads: Sequence[Payload]
+    payloads: Sequence[Payload | BuiltPayload]
     expected_version: int = ANY_VERSION
     metadata: Mapping[str, Any] | None = None
 

@@ -30,6 +30,7 @@ from agentledger.eventstore.appending import (
     NO_STREAM,
     SQL,
     AppendRequest,
+    BuiltPayload,
     Prepared,
     chain,
     raise_if_duplicate,
@@ -114,10 +115,12 @@ def _foreign(location: StoreURL, tables: Sequence[str]) -> StoreUnavailableError
     )
 
 
-def _document(payload: Payload) -> Any:
+def _document(payload: Payload | BuiltPayload) -> Any:
     """A payload as JSON-ready data. pydantic cannot serialize a dict key that is not valid
     Unicode (a lone surrogate): such a document is dumped as Python data with every
     surrogate escaped (keys included), as encode_json does for values."""
+    if isinstance(payload, BuiltPayload):
+        return payload.document
     try:
         return payload.model_dump(mode="json")
     except UnicodeEncodeError:
@@ -389,7 +392,7 @@ class EventStore(StoreReader):
     def append(
         self,
         stream_id: str,
-        payloads: Sequence[Payload],
+        payloads: Sequence[Payload | BuiltPayload],
         *,
         expected_version: int = ANY_VERSION,
         metadata: Mapping[str, Any] | None = None,
