@@ -219,7 +219,7 @@ def _document(event: RawEvent) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Tail:
     """What verify keeps of each stream: its head, and what a seal check needs."""
 
